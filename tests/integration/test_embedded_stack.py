@@ -1,0 +1,89 @@
+"""The embedded stack and the demo start, work, and leave nothing behind."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+import redis
+from kafka import KafkaAdminClient
+
+from crmstream.streams.embedded import EmbeddedStack
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "crmstream.streams.cli"]
+
+
+def accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_stack_context_manager_serves_and_frees_ports():
+    with EmbeddedStack() as stack:
+        pids = stack.pids
+        assert len(pids) == 2
+        assert redis.Redis.from_url(stack.redis_url).ping()
+        admin = KafkaAdminClient(bootstrap_servers=[stack.kafka_url.removeprefix("kafka://")])
+        assert admin.describe_cluster()["brokers"]
+        admin.close()
+        ports = stack.kafka_port, stack.redis_port
+    assert not any(
+        psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids
+    )
+    assert not any(accepts(port) for port in ports)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stack_command_prints_urls_and_stops_cleanly_on_signal(signum):
+    process = subprocess.Popen([*CLI, "stack"], stdout=subprocess.PIPE, text=True)
+    try:
+        kafka_line = process.stdout.readline().strip()
+        redis_line = process.stdout.readline().strip()
+        kafka = re.fullmatch(r"CRM_KAFKA_URL=kafka://127\.0\.0\.1:(\d+)", kafka_line)
+        store = re.fullmatch(r"CRM_REDIS_URL=redis://127\.0\.0\.1:(\d+)/0", redis_line)
+        assert kafka and store, (kafka_line, redis_line)
+        ports = int(kafka[1]), int(store[1])
+        assert all(accepts(port) for port in ports)
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) == 2
+        process.send_signal(signum)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not any(child.is_running() and child.status() != "zombie" for child in children)
+    assert not any(accepts(port) for port in ports)
+
+
+def test_demo_runs_for_a_while_then_summarises_and_cleans_up():
+    process = subprocess.Popen(
+        [*CLI, "demo", "--seconds", "14", "--rate", "300", "--customers", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    children: dict[int, psutil.Process] = {}
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        for child in psutil.Process(process.pid).children(recursive=True):
+            children[child.pid] = child
+    assert process.wait(60) == 0, "\n".join(lines[-20:])
+    assert len(children) >= 3, "expected a broker, a store and a worker"
+    final = re.fullmatch(
+        r"demo: (\d+) events, (\d+) customers, (\d+) tier changes, (\d+) alerts, "
+        r"(\d+) dead-lettered",
+        lines[-1],
+    )
+    assert final, lines[-1]
+    events, customers, tier_changes, _alerts, deadlettered = map(int, final.groups())
+    assert events > 1000 and customers > 100 and tier_changes > 0 and deadlettered > 0, lines[-1]
+    assert not any(c.is_running() and c.status() != "zombie" for c in children.values())

@@ -1,0 +1,114 @@
+"""ProfileStore against a real Redis: each event applied once, whatever arrives twice."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from crmstream.models.profile import Profile
+from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.profiles import Delivery, ProfileStore, profile_key
+from crmstream.streams.sink import Output
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def redis_url(stack: EmbeddedStack) -> str:
+    return stack.redis_url
+
+
+def delivery(offset: int, event_id: str, amount: float, customer: str = "c1", partition: int = 0):
+    return Delivery("crm.purchases", partition, offset, customer, event_id, amount)
+
+
+def add(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
+    """A minimal fold: count the order, add the amount, emit one output per event."""
+    profile = Profile(
+        customer_id=profile.customer_id,
+        orders=profile.orders + 1,
+        revenue=profile.revenue + d.record,
+        first_purchase_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    return profile, [Output("crm.alerts", d.customer_id.encode(), d.event_id.encode())]
+
+
+async def test_same_batch_twice_applies_once(redis_url):
+    store = ProfileStore(redis_url)
+    batch = [delivery(0, "e0", 10.0), delivery(1, "e1", 5.0), delivery(2, "e2", 1.0, "c2")]
+    first = await store.apply(batch, add)
+    again = await store.apply(batch, add)
+    assert (first.applied, first.duplicates) == (3, 0)
+    assert (again.applied, again.duplicates, again.outputs) == (0, 3, [])
+    profile = await store.get("c1")
+    assert (profile.orders, profile.revenue) == (2, 15.0)
+    assert await store.count_customers() == 2
+    await store.close()
+
+
+async def test_resent_event_id_at_a_new_offset_is_a_duplicate(redis_url):
+    store = ProfileStore(redis_url)
+    await store.apply([delivery(0, "e0", 10.0)], add)
+    result = await store.apply([delivery(7, "e0", 10.0), delivery(8, "e8", 2.0)], add)
+    assert (result.applied, result.duplicates) == (1, 1)
+    assert (await store.get("c1")).orders == 2
+    await store.close()
+
+
+async def test_duplicates_inside_one_batch_are_applied_once(redis_url):
+    store = ProfileStore(redis_url)
+    result = await store.apply([delivery(0, "e0", 1.0), delivery(1, "e0", 1.0)], add)
+    assert (result.applied, result.duplicates) == (1, 1)
+    await store.close()
+
+
+async def test_offset_guard_holds_after_the_dedupe_window_expires(redis_url):
+    store = ProfileStore(redis_url, dedupe_window=0.05)
+    batch = [delivery(0, "e0", 10.0), delivery(1, "e1", 5.0)]
+    await store.apply(batch, add)
+    await asyncio.sleep(0.2)
+    assert await store.client.exists("crm:{c1}:seen") == 0, "seen ids should have expired"
+    replay = await store.apply(batch, add)
+    assert replay.applied == 0
+    assert (await store.get("c1")).orders == 2
+    # Offsets are tracked per source partition: the same offset elsewhere is new.
+    other = await store.apply([delivery(0, "x0", 1.0, partition=1)], add)
+    assert other.applied == 1
+    await store.close()
+
+
+async def test_a_concurrent_writer_wins_and_the_loser_refolds(redis_url):
+    ours, theirs = ProfileStore(redis_url), ProfileStore(redis_url)
+    interfered = []
+
+    async def interfere(outputs):
+        if not interfered:
+            interfered.append(outputs)
+            await theirs.apply([delivery(0, "e0", 10.0), delivery(1, "e1", 5.0)], add)
+
+    result = await ours.apply([delivery(0, "e0", 10.0)], add, before_commit=interfere)
+    assert result.conflicts == 1
+    assert (result.applied, result.duplicates) == (0, 1)
+    profile = await ours.get("c1")
+    assert (profile.orders, profile.revenue) == (2, 15.0)
+    await ours.close()
+    await theirs.close()
+
+
+async def test_profile_fields_are_readable_in_redis(redis_url):
+    store = ProfileStore(redis_url)
+    await store.apply([delivery(4, "e4", 12.5)], add)
+    fields = await store.client.hgetall(profile_key("c1"))
+    assert fields["orders"] == "1"
+    assert fields["revenue"] == "12.5"
+    assert fields["o:crm.purchases:0"] == "4"
+    assert fields["_v"] == "1"
+    await store.close()
+
+
+async def test_unknown_customer_has_no_profile(redis_url):
+    store = ProfileStore(redis_url)
+    assert await store.get("nobody") is None
+    await store.close()
