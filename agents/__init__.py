@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import faust
 
-from crmstream.agents import purchases
+from crmstream.agents import chats, feedback, purchases
 from crmstream.streams.app import Runtime
 
-MODULES = (purchases,)
+MODULES = (purchases, chats, feedback)
 
 
 def register_all(app: faust.App, runtime: Runtime) -> None:

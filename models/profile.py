@@ -7,7 +7,7 @@ from datetime import datetime
 import msgspec
 
 from crmstream.models.tiers import TierPolicy
-from crmstream.schemas.inputs import Purchase
+from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Tier, TierChange, deterministic_id
 
 
@@ -24,6 +24,12 @@ class Profile(msgspec.Struct, kw_only=True):
     tier: Tier = "bronze"
     first_purchase_at: datetime | None = None
     last_purchase_at: datetime | None = None
+    messages: int = 0
+    last_message_at: datetime | None = None
+    feedback: int = 0
+    last_rating: int | None = None
+    last_nps: int | None = None
+    last_feedback_at: datetime | None = None
 
     @property
     def clv(self) -> float:
@@ -87,3 +93,53 @@ def apply_purchase(
         event_id=purchase.event_id,
     )
     return new, change
+
+
+def apply_chat(profile: Profile, message: ChatMessage) -> Profile:
+    """Count a chat message the customer sent (agent and bot messages leave the profile as is).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> said = ChatMessage(event_id="m1", customer_id="c1", occurred_at=at,
+    ...                    conversation_id="k1", sender="customer", text="Where is my order?")
+    >>> apply_chat(Profile(customer_id="c1"), said).messages
+    1
+    >>> reply = msgspec.structs.replace(said, event_id="m2", sender="agent")
+    >>> apply_chat(Profile(customer_id="c1"), reply).messages
+    0
+    """
+    if message.sender != "customer":
+        return profile
+    at = message.occurred_at
+    return msgspec.structs.replace(
+        profile,
+        messages=profile.messages + 1,
+        last_message_at=max(at, profile.last_message_at or at),
+    )
+
+
+def apply_feedback(profile: Profile, feedback: Feedback) -> Profile:
+    """Count a feedback event and keep the latest rating and NPS answer.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> stars = Feedback(event_id="f1", customer_id="c1", occurred_at=at, rating=2)
+    >>> profile = apply_feedback(Profile(customer_id="c1", last_nps=9), stars)
+    >>> profile.feedback, profile.last_rating, profile.last_nps
+    (1, 2, 9)
+    """
+    at = feedback.occurred_at
+    latest = profile.last_feedback_at is None or at >= profile.last_feedback_at
+    return msgspec.structs.replace(
+        profile,
+        feedback=profile.feedback + 1,
+        last_rating=feedback.rating
+        if latest and feedback.rating is not None
+        else profile.last_rating,
+        last_nps=feedback.nps if latest and feedback.nps is not None else profile.last_nps,
+        last_feedback_at=max(at, profile.last_feedback_at or at),
+    )

@@ -2,19 +2,44 @@
 
 Everything on a topic is JSON. One ``msgspec.Struct`` per event is the source of truth;
 :mod:`crmstream.schemas.codec` turns bytes into validated records or raises
-:class:`~crmstream.schemas.codec.InvalidEvent` with a machine-readable reason.
+:class:`~crmstream.schemas.codec.InvalidEvent` with a machine-readable reason. The JSON
+Schema files in ``schemas/json/`` and ``schemas/asyncapi.yaml`` are generated from these
+definitions (``make contracts``).
 """
 
 from crmstream.schemas.codec import InvalidEvent, decode, encode
-from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, Item, Purchase
-from crmstream.schemas.outputs import TierChange, deterministic_id
+from crmstream.schemas.inputs import (
+    CUSTOMER_ID_PATTERN,
+    ChatMessage,
+    Feedback,
+    InputEvent,
+    Item,
+    Purchase,
+)
+from crmstream.schemas.outputs import (
+    Alert,
+    DeadLetterReason,
+    DeadLetterRecord,
+    DeadLetterSource,
+    TierChange,
+    Trigger,
+    deterministic_id,
+)
 
 __all__ = [
     "CUSTOMER_ID_PATTERN",
+    "Alert",
+    "ChatMessage",
+    "DeadLetterReason",
+    "DeadLetterRecord",
+    "DeadLetterSource",
+    "Feedback",
+    "InputEvent",
     "InvalidEvent",
     "Item",
     "Purchase",
     "TierChange",
+    "Trigger",
     "decode",
     "deterministic_id",
     "encode",

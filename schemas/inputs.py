@@ -1,6 +1,9 @@
 """Input events that applications publish.
 
-Field names here are a public contract: publishers in any language depend on them.
+Field names here are a public contract: publishers in any language depend on them. Every
+input event carries ``event_id``, ``customer_id``, ``occurred_at`` and an optional
+``schema_version`` (1, the only version so far; any other is rejected). Unknown fields are
+ignored, so publishers may add their own.
 """
 
 from __future__ import annotations
@@ -16,35 +19,78 @@ CUSTOMER_ID_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
 #: Money above this is treated as a data error rather than a purchase.
 MAX_MONEY = 1e9
 
+#: Longest chat message or feedback text, in characters.
+MAX_TEXT = 4000
+
 CustomerId = Annotated[str, msgspec.Meta(pattern=CUSTOMER_ID_PATTERN, min_length=1, max_length=64)]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+
+Sender = Literal["customer", "agent", "bot"]
+Intent = Literal["cancel", "refund", "complaint", "delivery", "purchase_question", "other"]
+
+
+class InputEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Fields every input event has."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    occurred_at: Timestamp
+    schema_version: Literal[1] = 1
 
 
 class Item(msgspec.Struct, frozen=True, kw_only=True):
     """One line of an order."""
 
-    sku: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    sku: Reference
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1
     unit_price: Money = 0.0
     category: Annotated[str, msgspec.Meta(max_length=128)] | None = None
 
 
-class Purchase(msgspec.Struct, frozen=True, kw_only=True):
+class Purchase(InputEvent, frozen=True, kw_only=True):
     """A completed purchase, published on ``crm.purchases`` keyed by ``customer_id``.
 
     ``amount`` is what the customer paid and ``cost`` what the order cost the shop, both in
     ``currency``; the customer's value (CLV) is the sum of ``amount - cost``.
     """
 
-    event_id: EventId
-    customer_id: CustomerId
-    occurred_at: Timestamp
     amount: Money
     currency: Currency = "USD"
     cost: Money | None = None
-    order_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    order_id: Reference | None = None
     items: Annotated[list[Item], msgspec.Meta(max_length=1000)] | None = None
-    schema_version: Literal[1] = 1
+
+
+class ChatMessage(InputEvent, frozen=True, kw_only=True):
+    """One message of a support conversation, published on ``crm.chats``.
+
+    Only messages with ``sender`` ``customer`` count toward the customer's sentiment.
+    ``intent``, when present, is a label confirmed by a human (it trains the intent model).
+    """
+
+    conversation_id: Reference
+    sender: Sender
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+    channel: Annotated[str, msgspec.Meta(min_length=1, max_length=32)] = "chat"
+    intent: Intent | None = None
+
+
+class Feedback(InputEvent, frozen=True, kw_only=True):
+    """A rating, an NPS answer, or both, published on ``crm.feedback``.
+
+    At least one of ``rating`` (1–5 stars) and ``nps`` (0–10) is required.
+    """
+
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    nps: Annotated[int, msgspec.Meta(ge=0, le=10)] | None = None
+    text: Text | None = None
+    order_id: Reference | None = None
+
+    def __post_init__(self) -> None:
+        if self.rating is None and self.nps is None:
+            raise ValueError("feedback needs a rating, an nps score, or both")

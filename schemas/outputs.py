@@ -1,6 +1,6 @@
 """Output events that crmstream publishes for downstream consumers.
 
-Every output carries a deterministic id derived from its source event, so a consumer
+Every output carries a deterministic id derived from its source event(s), so a consumer
 that sees the same output twice (Kafka is at-least-once) can drop the copy.
 """
 
@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 Tier = Literal["bronze", "silver", "gold", "platinum"]
+AlertKind = Literal[
+    "strongly_negative",
+    "negative_streak",
+    "sentiment_drop",
+    "churn_intent",
+    "low_rating",
+    "anomaly",
+]
+Severity = Literal["warning", "critical"]
+Scalar = str | int | float | bool | None
 
 
 def deterministic_id(*parts: str) -> str:
@@ -41,4 +51,73 @@ class TierChange(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     reason: str
     event_id: str
+    schema_version: Literal[1] = 1
+
+
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """Something a human should look at; published on ``crm.alerts``.
+
+    ``alert_id`` is derived from the source event ids and the kind.
+    """
+
+    alert_id: str
+    customer_id: str
+    kind: AlertKind
+    severity: Severity
+    score: float
+    reason: str
+    occurred_at: datetime
+    source_event_ids: Annotated[list[str], msgspec.Meta(min_length=1)]
+    excerpt: Annotated[str, msgspec.Meta(max_length=280)] | None = None
+    schema_version: Literal[1] = 1
+
+
+class Trigger(msgspec.Struct, frozen=True, kw_only=True):
+    """A marketing rule fired for a customer; published on ``crm.triggers``.
+
+    ``trigger_id`` is derived from the rule and its firing key, so a rule fires once per key.
+    """
+
+    trigger_id: str
+    rule: str
+    customer_id: str
+    occurred_at: datetime
+    event_id: str
+    attributes: dict[str, Scalar] = {}
+    schema_version: Literal[1] = 1
+
+
+class DeadLetterReason(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a record was rejected."""
+
+    code: str
+    path: str
+    message: str
+
+
+class DeadLetterSource(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a rejected record was read."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None = None
+
+
+class DeadLetterRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A record on ``crm.deadletter``, as ``crmstream deadletter list --json`` shows it.
+
+    On the topic itself the value is the original bytes, unchanged, and everything else is
+    in headers (Kafka Connect's ``__connect.errors.*`` plus ``crm.error.*``). Here ``value``
+    is the original value as text when it is valid UTF-8, else ``value_base64`` is set.
+    ``deadletter_partition`` and ``deadletter_offset`` locate the record on the topic.
+    """
+
+    deadletter_partition: int
+    deadletter_offset: int
+    source: DeadLetterSource
+    reason: DeadLetterReason
+    key: str | None = None
+    value: str | None = None
+    value_base64: str | None = None
     schema_version: Literal[1] = 1

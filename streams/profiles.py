@@ -133,7 +133,7 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
     >>> profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5, cost=10.0))
     ... # doctest: +NORMALIZE_WHITESPACE
     {'customer_id': 'c1', 'orders': '2', 'revenue': '30.5', 'cost': '10.0', 'tier': 'bronze',
-     'clv': '20.5'}
+     'messages': '0', 'feedback': '0', 'clv': '20.5'}
     """
     fields = {}
     for name, value in msgspec.structs.asdict(profile).items():

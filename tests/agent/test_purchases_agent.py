@@ -5,10 +5,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from crmstream.agents.purchases import BatchSummary
 from crmstream.schemas import TierChange
 from crmstream.streams import topics
 from crmstream.streams.app import create_app
+from crmstream.streams.ingest import BatchSummary
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Output
 
@@ -59,7 +59,7 @@ async def test_purchase_updates_profile_and_emits_tier_change(app_and_sink):
     async with app.agents["purchases"].test_context() as agent:
         first = await put(agent, purchase("e1", 60.0))
         second = await put(agent, purchase("e2", 50.0, cost=5.0))
-    assert (first.applied, first.tier_changes, second.tier_changes) == (1, 0, 1)
+    assert (first.applied, first.outputs, second.outputs) == (1, 0, 1)
     profile = await runtime.profiles.get("c1")
     assert (profile.orders, profile.revenue, profile.cost, profile.tier) == (
         2,

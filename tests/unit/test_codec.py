@@ -197,6 +197,7 @@ def test_brackets_inside_strings_do_not_count_as_nesting():
         ({"currency": "EURO"}, "$.currency"),
         ({"currency": "€"}, "$.currency"),
         ({"order_id": "o" * 129}, "$.order_id"),
+        ({"order_id": ""}, "$.order_id"),
         ({"items": {"sku": "a"}}, "$.items"),
         ({"items": [{"sku": "a", "quantity": 0}]}, "$.items[0].quantity"),
         ({"items": [{"sku": "a"}, {"sku": "b", "quantity": 1.5}]}, "$.items[1].quantity"),
@@ -319,7 +320,7 @@ purchases = st.builds(
     amount=money,
     currency=st.from_regex(r"\A[A-Z]{3}\Z"),
     cost=st.none() | money,
-    order_id=st.none() | st.text(max_size=128),
+    order_id=st.none() | st.text(min_size=1, max_size=128),
     items=st.none() | st.lists(items, max_size=5),
 )
 
