@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from crmstream.schemas import (
+    Alert,
+    ChatMessage,
+    DeadLetterRecord,
+    Feedback,
+    Purchase,
+    TierChange,
+    Trigger,
+)
+
 PURCHASES = "crm.purchases"
 CHATS = "crm.chats"
 FEEDBACK = "crm.feedback"
@@ -15,3 +25,14 @@ INPUTS = (PURCHASES, CHATS, FEEDBACK)
 #: Topics crmstream publishes to.
 OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, DEADLETTER)
 ALL = INPUTS + OUTPUTS
+
+#: The record type each input topic carries (what the worker decodes and validates).
+INPUT_TYPES = {PURCHASES: Purchase, CHATS: ChatMessage, FEEDBACK: Feedback}
+#: The record type each output topic carries. Dead letters carry the original bytes, with
+#: the reason in headers; :class:`DeadLetterRecord` is how tools present them.
+OUTPUT_TYPES = {
+    ALERTS: Alert,
+    TIER_CHANGES: TierChange,
+    TRIGGERS: Trigger,
+    DEADLETTER: DeadLetterRecord,
+}
