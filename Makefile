@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench contracts clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/purchase_path.py
+
+# Regenerate schemas/json/*.json and schemas/asyncapi.yaml from the msgspec records.
+contracts: $(STAMP)
+	$(BIN)/python -m crmstream.streams.contracts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -17,8 +17,8 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 #: the parser recurses).
 MAX_DEPTH = 32
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
+_TOKEN = re.compile(rb'[\[\]{}"\\]')
+_OPEN, _CLOSE, _QUOTE, _BACKSLASH = b"[{", b"]}", ord('"'), ord("\\")
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN.rstrip("$"))
 _PATH = re.compile(r" - at `(?P<path>\$[^`]*)`$")
@@ -80,6 +80,14 @@ def decode(raw: bytes, type_: type[T]) -> T:
         raise InvalidEvent("too_large", f"payload is {len(raw)} bytes, limit {MAX_PAYLOAD_BYTES}")
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
         raise InvalidEvent("too_deep", f"arrays and objects nest deeper than {MAX_DEPTH}")
+    if not raw.isascii():
+        # The parser checks UTF-8 only in the fields it reads, not in ignored ones.
+        try:
+            raw.decode()
+        except UnicodeDecodeError as exc:
+            raise InvalidEvent(
+                "invalid_utf8", f"payload is not valid UTF-8: {exc.reason}"
+            ) from None
     try:
         record = _decoder(type_).decode(raw)
     except UnicodeDecodeError as exc:
@@ -105,11 +113,25 @@ def nesting_depth(raw: bytes) -> int:
     3
     """
     depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub(b'""', raw)):
-        if match[0] in b"[{":
+    in_string = False
+    escaped_until = -1
+    # One pass over the structural characters only: linear in the payload, whatever it is.
+    for match in _TOKEN.finditer(raw):
+        position = match.start()
+        if position < escaped_until:
+            continue
+        char = raw[position]
+        if in_string:
+            if char == _BACKSLASH:
+                escaped_until = position + 2
+            elif char == _QUOTE:
+                in_string = False
+        elif char == _QUOTE:
+            in_string = True
+        elif char in _OPEN:
             depth += 1
             deepest = max(deepest, depth)
-        else:
+        elif char in _CLOSE:
             depth -= 1
     return deepest
 

@@ -26,7 +26,7 @@ CustomerId = Annotated[str, msgspec.Meta(pattern=CUSTOMER_ID_PATTERN, min_length
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 Money = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", min_length=3, max_length=3)]
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
 

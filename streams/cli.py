@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from kafka.errors import KafkaError
@@ -52,9 +53,61 @@ def _publish(args: argparse.Namespace) -> int:
         report = publisher.send_lines(args.topic, source)
         publisher.flush()
     for line, error in report.errors:
-        print(f"{args.file}:{line}: {error}", file=sys.stderr)
+        print(f"{args.file}:{line}: {error.code} at {error.path}: {error.message}", file=sys.stderr)
     print(f"published {report.sent} events to {args.topic} ({len(report.errors)} refused)")
     return 1 if report.errors else 0
+
+
+def _deadletter_list(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from crmstream.streams.replay import dead_letters, parse_since
+
+    settings = Settings()
+    since = parse_since(args.since) if args.since else None
+    shown = 0
+    for message, record in dead_letters(settings.bootstrap_servers, since, args.reason or ()):
+        if args.json:
+            sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
+        else:
+            at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(message.timestamp / 1000))
+            source = record.source
+            value = record.value if record.value is not None else f"base64:{record.value_base64}"
+            print(
+                f"{at}  {record.deadletter_partition}:{record.deadletter_offset}  "
+                f"{source.topic}[{source.partition}]@{source.offset}  {record.reason.code} "
+                f"at {record.reason.path}: {record.reason.message}\n    {_excerpt(value)}"
+            )
+        shown += 1
+        if args.limit and shown >= args.limit:
+            break
+    if not args.json:
+        print(f"{shown} dead letters", file=sys.stderr)
+    return 0
+
+
+def _excerpt(text: str, width: int = 160) -> str:
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _deadletter_replay(args: argparse.Namespace) -> int:
+    from crmstream.streams.replay import replay_fixed, replay_pending
+
+    settings = Settings()
+    if args.fix:
+        with open(args.fix, "rb") as lines:
+            report = replay_fixed(settings.bootstrap_servers, lines)
+    else:
+        group = f"{settings.app_id}-deadletter-replay"
+        report = replay_pending(settings.bootstrap_servers, group, args.reason or (), args.all)
+    for error in report.errors:
+        print(error, file=sys.stderr)
+    if report.errors:
+        print("nothing replayed: fix the records above and run again", file=sys.stderr)
+        return 1
+    print(f"replayed {report.replayed} dead letters ({report.skipped} passed over)")
+    return 0
 
 
 def _profile(args: argparse.Namespace) -> int:
@@ -111,6 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("topic", help="e.g. crm.purchases")
     publish.add_argument("file", help="file of JSON lines, or - for standard input")
     publish.set_defaults(run=_publish)
+
+    deadletter = commands.add_parser("deadletter", help="list or replay dead-lettered records")
+    deadletter_commands = deadletter.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = deadletter_commands.add_parser("list", help="show dead letters")
+    listing.add_argument("--since", help="only newer ones: a duration (30m, 2h, 7d) or ISO time")
+    listing.add_argument("--reason", action="append", help="only this code (repeatable)")
+    listing.add_argument("--json", action="store_true", help="JSON lines (the --fix format)")
+    listing.add_argument("--limit", type=int, default=0, help="show at most N")
+    listing.set_defaults(run=_deadletter_list)
+    replay = deadletter_commands.add_parser(
+        "replay",
+        help="send dead letters back to their source topics",
+        description="Without --fix: re-send the original bytes of every dead letter not "
+        "replayed before (e.g. after adding a currency rate). With --fix FILE: re-send the "
+        "corrected records in FILE (JSON lines as printed by 'deadletter list --json', with "
+        "'value' edited); nothing is sent unless every record is valid.",
+    )
+    replay.add_argument("--fix", metavar="FILE", help="corrected records to replay")
+    replay.add_argument("--reason", action="append", help="only this code (repeatable)")
+    replay.add_argument("--all", action="store_true", help="also those replayed before")
+    replay.set_defaults(run=_deadletter_replay)
 
     profile = commands.add_parser("profile", help="print a customer's profile as JSON")
     profile.add_argument("customer_id")

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient
+
+from crmstream.streams import topicreader
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2):
@@ -66,23 +68,6 @@ def committed_total(bootstrap: list[str], group: str, topic: str) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
 
 
-def read_topic(bootstrap: list[str], topic: str, idle: float = 3.0) -> list:
-    """Every record on ``topic`` from the beginning, in partition order.
-
-    Reads until no record has arrived for ``idle`` seconds. (Tansu's ListOffsets answer is
-    the base offset of the last batch rather than the high watermark, so end offsets
-    cannot tell when a topic has been read to its end.)
-    """
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=int(idle * 1000),
-    )
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        consumer.seek_to_beginning()
-        return list(consumer)
-    finally:
-        consumer.close()
+def read_topic(bootstrap: list[str], topic: str) -> list:
+    """Every record on ``topic`` from the beginning, in partition order."""
+    return list(topicreader.read_topic(bootstrap, topic, idle=2.0))

@@ -102,7 +102,7 @@ def test_purchases_apply_exactly_once_and_replay_changes_nothing(stack, start_wo
     with start_worker() as worker:
         with Publisher(bootstrap) as publisher:
             for purchase in stream:
-                publisher.send_json(topics.PURCHASES, purchase)
+                publisher.publish(topics.PURCHASES, purchase)
             publisher.flush()
 
         def all_applied():

@@ -384,3 +384,20 @@ def test_arbitrary_json_only_raises_invalid_event(value):
         assert error.path.startswith("$")
     else:
         assert isinstance(record, Purchase)
+
+
+@pytest.mark.parametrize(
+    ("raw", "depth"),
+    [
+        (b"[]", 1),
+        (b'{"a": [[1], {"b": {}}]}', 4),
+        (b'["[[[", "]]]"]', 1),
+        (b'["\\"[[[["]', 1),  # an escaped quote does not end the string
+        (b'["\\\\", [[]]]', 3),  # an escaped backslash does not escape the quote after it
+        (b'["unterminated \\" [[[', 1),
+    ],
+)
+def test_nesting_depth_ignores_brackets_in_strings(raw, depth):
+    from crmstream.schemas.codec import nesting_depth
+
+    assert nesting_depth(raw) == depth
