@@ -64,7 +64,11 @@ def _deadletter_list(args: argparse.Namespace) -> int:
     from crmstream.streams.replay import dead_letters, parse_since
 
     settings = Settings()
-    since = parse_since(args.since) if args.since else None
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
     shown = 0
     for message, record in dead_letters(settings.bootstrap_servers, since, args.reason or ()):
         if args.json:
