@@ -15,6 +15,10 @@ class Profile(msgspec.Struct, kw_only=True):
     """What crmstream knows about one customer; money is in the base currency.
 
     ``clv`` follows the product definition: revenue minus cost over the customer's life.
+    The sentiment fields are kept by :mod:`crmstream.models.alerts`: ``sentiment_avg`` is an
+    exponentially weighted moving average of the customer's message scores,
+    ``sentiment_ref`` the level a drop is measured from, ``streak_event_ids`` the messages
+    of the current negative streak, ``last_alerts`` when each alert kind last fired.
     """
 
     customer_id: str
@@ -30,6 +34,13 @@ class Profile(msgspec.Struct, kw_only=True):
     last_rating: int | None = None
     last_nps: int | None = None
     last_feedback_at: datetime | None = None
+    last_sentiment: float | None = None
+    sentiment_avg: float | None = None
+    sentiment_ref: float | None = None
+    negative_streak: int = 0
+    streak_event_ids: list[str] = msgspec.field(default_factory=list)
+    last_intent: str | None = None
+    last_alerts: dict[str, datetime] = msgspec.field(default_factory=dict)
 
     @property
     def clv(self) -> float:

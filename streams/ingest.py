@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import msgspec
@@ -13,7 +13,7 @@ from crmstream.models.profile import Profile
 from crmstream.schemas import InvalidEvent, decode
 from crmstream.streams.app import Runtime
 from crmstream.streams.deadletter import deadletter
-from crmstream.streams.profiles import Delivery
+from crmstream.streams.profiles import ApplyResult, Delivery
 from crmstream.streams.sink import Output
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ R = TypeVar("R")
 #: Extra validation a topic needs beyond its schema (raises :class:`InvalidEvent`).
 Check = Callable[[Runtime, Any], None]
 Fold = Callable[[Profile, Delivery[Any]], tuple[Profile, Sequence[Output]]]
+#: Runs before the fold with the batch's valid deliveries (e.g. loads model replicas).
+Before = Callable[[list[Delivery[Any]]], Awaitable[None]]
+#: Runs after the profiles are written (e.g. models learn from what was applied).
+After = Callable[[ApplyResult], Awaitable[None]]
 
 
 class BatchSummary(msgspec.Struct, frozen=True):
@@ -58,6 +62,8 @@ async def ingest(
     type_: type[R],
     fold: Fold,
     check: Check | None = None,
+    before: Before | None = None,
+    after: After | None = None,
 ) -> BatchSummary:
     """Apply a batch of messages of one input topic to the customers' profiles.
 
@@ -92,7 +98,11 @@ async def ingest(
             )
     if rejected:
         await runtime.sink.send(rejected)
+    if before is not None and deliveries:
+        await before(deliveries)
     result = await runtime.profiles.apply(deliveries, fold, runtime.sink.send)
+    if after is not None:
+        await after(result)
     return BatchSummary(
         received=len(messages),
         applied=result.applied,

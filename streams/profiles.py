@@ -111,6 +111,10 @@ class ApplyResult:
     duplicates: int = 0
     conflicts: int = 0
     outputs: list[Output] = field(default_factory=list)
+    #: Events a model may learn from, in offset order per partition: those applied now,
+    #: and redeliveries (at or below the stored offset) of events applied before; not
+    #: re-sent copies of an event id. Models skip what their checkpoint already includes.
+    learnable: list[Delivery[Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -123,23 +127,38 @@ class _Plan:
     outputs: list[Output]
     duplicates: int
     changed: bool
+    learnable: list[Delivery[Any]] = field(default_factory=list)
+
+
+#: Profile fields holding a list or mapping, kept as JSON text in the hash.
+_JSON_FIELDS = frozenset(
+    name
+    for name, kind in zip(Profile.__struct_fields__, msgspec.structs.fields(Profile), strict=True)
+    if isinstance(
+        msgspec.inspect.type_info(kind.type), msgspec.inspect.ListType | msgspec.inspect.DictType
+    )
+)
 
 
 def profile_to_fields(profile: Profile) -> dict[str, str]:
-    """Encode a profile as Redis hash fields (every value a string; absent fields omitted).
+    """Encode a profile as Redis hash fields (every value a string; ``None`` fields omitted,
+    as no field returns to ``None`` once set; lists and mappings as JSON).
 
     Examples
     --------
     >>> profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5, cost=10.0))
     ... # doctest: +NORMALIZE_WHITESPACE
     {'customer_id': 'c1', 'orders': '2', 'revenue': '30.5', 'cost': '10.0', 'tier': 'bronze',
-     'messages': '0', 'feedback': '0', 'clv': '20.5'}
+     'messages': '0', 'feedback': '0', 'negative_streak': '0', 'streak_event_ids': '[]',
+     'last_alerts': '{}', 'clv': '20.5'}
     """
     fields = {}
     for name, value in msgspec.structs.asdict(profile).items():
         if value is None:
             continue
-        if isinstance(value, datetime):
+        if name in _JSON_FIELDS:
+            fields[name] = msgspec.json.encode(value).decode()
+        elif isinstance(value, datetime):
             fields[name] = value.isoformat()
         else:
             fields[name] = value if isinstance(value, str) else repr(value)
@@ -149,7 +168,12 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
 
 def profile_from_fields(fields: dict[str, str]) -> Profile:
     """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`)."""
-    known = {k: v for k, v in fields.items() if k in Profile.__struct_fields__}
+    known: dict[str, object] = {}
+    for name, value in fields.items():
+        if name in _JSON_FIELDS:
+            known[name] = msgspec.json.decode(value)
+        elif name in Profile.__struct_fields__:
+            known[name] = value
     return msgspec.convert(known, Profile, strict=False)
 
 
@@ -163,6 +187,7 @@ class ProfileStore:
         self.redis_url = redis_url
         self.dedupe_window_ms = int(dedupe_window * 1000)
         self._client: aioredis.Redis | None = None
+        self._raw_client: aioredis.Redis | None = None
         self._commit: Any = None
 
     @property
@@ -173,11 +198,19 @@ class ProfileStore:
             self._commit = self._client.register_script(_COMMIT)
         return self._client
 
+    @property
+    def raw_client(self) -> aioredis.Redis:
+        """A client on the same server that returns bytes (for binary values)."""
+        if self._raw_client is None:
+            self._raw_client = aioredis.Redis.from_url(self.redis_url)
+        return self._raw_client
+
     async def close(self) -> None:
-        """Close the connection pool."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the connection pools."""
+        for client in (self._client, self._raw_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._raw_client = None
 
     async def get(self, customer_id: str) -> Profile | None:
         """Return a customer's profile, or ``None`` if crmstream has not seen them."""
@@ -236,8 +269,10 @@ class ProfileStore:
                 result.applied += len(plan.applied_ids)
                 result.duplicates += plan.duplicates
                 result.outputs.extend(plan.outputs)
+                result.learnable.extend(plan.learnable)
                 del pending[plan.customer_id]
             result.conflicts += len(conflicted)
+        result.learnable.sort(key=lambda d: (d.topic, d.partition, d.offset))
         return result
 
     async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
@@ -268,6 +303,7 @@ class ProfileStore:
             source = delivery.source
             if delivery.offset <= offsets.get(source, -1):
                 plan.duplicates += 1
+                plan.learnable.append(delivery)
                 continue
             offsets[source] = delivery.offset
             plan.changed = True
@@ -278,6 +314,7 @@ class ProfileStore:
             plan.profile, outputs = fold(plan.profile, delivery)
             plan.outputs.extend(outputs)
             plan.applied_ids.append(delivery.event_id)
+            plan.learnable.append(delivery)
         return plan
 
     async def _write(self, plans: list[_Plan]) -> set[str]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from crmstream.models.alerts import AlertPolicy
 from crmstream.models.money import Currencies
 from crmstream.models.tiers import TierPolicy
 
@@ -48,6 +50,26 @@ class Settings(BaseSettings):
     """``CRM_TIER_PLATINUM``: CLV at which a customer becomes platinum."""
     tier_hysteresis: float = Field(0.1, ge=0, lt=1)
     """``CRM_TIER_HYSTERESIS``: fraction below a threshold CLV must fall before a demotion."""
+    alert_strongly_negative: float = Field(-0.6, ge=-1, le=1)
+    """``CRM_ALERT_STRONGLY_NEGATIVE``: a message scoring at or below this raises
+    ``strongly_negative``."""
+    alert_negative: float = Field(-0.3, ge=-1, le=1)
+    """``CRM_ALERT_NEGATIVE``: a message scoring at or below this counts toward a streak."""
+    alert_streak: int = Field(3, ge=2)
+    """``CRM_ALERT_STREAK``: negative messages in a row that raise ``negative_streak``."""
+    alert_drop: float = Field(0.5, gt=0, le=2)
+    """``CRM_ALERT_DROP``: fall of the moving average that raises ``sentiment_drop``."""
+    alert_smoothing: float = Field(0.3, gt=0, le=1)
+    """``CRM_ALERT_SMOOTHING``: weight of the newest message in the moving average."""
+    alert_cooldown: float = Field(3600.0, ge=0)
+    """``CRM_ALERT_COOLDOWN``: seconds (event time) before the same kind alerts again for
+    the same customer."""
+    alert_low_rating: int = Field(2, ge=1, le=5)
+    """``CRM_ALERT_LOW_RATING``: ratings at or below this raise ``low_rating``."""
+    alert_low_nps: int = Field(4, ge=0, le=10)
+    """``CRM_ALERT_LOW_NPS``: NPS answers at or below this raise ``low_rating``."""
+    alert_critical_tiers: list[str] = Field(default_factory=lambda: ["gold", "platinum"])
+    """``CRM_ALERT_CRITICAL_TIERS``: JSON list of tiers whose alerts are ``critical``."""
     web_enabled: bool = False
     """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
     web_port: int = Field(6066, ge=1, le=65535)
@@ -78,6 +100,20 @@ class Settings(BaseSettings):
             gold=self.tier_gold,
             platinum=self.tier_platinum,
             hysteresis=self.tier_hysteresis,
+        )
+
+    def alert_policy(self) -> AlertPolicy:
+        """The alert policy these settings describe."""
+        return AlertPolicy(
+            strongly_negative=self.alert_strongly_negative,
+            negative=self.alert_negative,
+            streak=self.alert_streak,
+            drop=self.alert_drop,
+            smoothing=self.alert_smoothing,
+            cooldown=timedelta(seconds=self.alert_cooldown),
+            low_rating=self.alert_low_rating,
+            low_nps=self.alert_low_nps,
+            critical_tiers=tuple(self.alert_critical_tiers),
         )
 
     def currencies(self) -> Currencies:
