@@ -70,7 +70,14 @@ def applied(store: redis.Redis, customers: list[str]) -> int:
 
 
 def run_once(kind: str, events: int, customers: int) -> tuple[float, float]:
-    shop = SyntheticShop(customers=customers, invalid_share=0, duplicate_share=0, seed=len(kind))
+    shop = SyntheticShop(
+        customers=customers,
+        invalid_share=0,
+        duplicate_share=0,
+        chat_share=0,
+        feedback_share=0,
+        seed=len(kind),
+    )
     stream = shop.events()
     batch = [next(stream) for _ in range(events + 1)]
     customer_ids = shop.customers
