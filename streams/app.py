@@ -9,11 +9,16 @@ import tempfile
 from dataclasses import dataclass
 
 import faust
+from faust.types import TP
 
+from crmstream.models.alerts import AlertPolicy
+from crmstream.models.intent import IntentModel
 from crmstream.models.money import Currencies
+from crmstream.models.sentiment import SentimentModel
 from crmstream.models.tiers import TierPolicy
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
+from crmstream.streams.replicas import ModelReplicas
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import FaustSink, Sink
 
@@ -21,6 +26,15 @@ log = logging.getLogger(__name__)
 
 #: The package whose ``register_all(app, runtime)`` defines the agents.
 AGENTS = "crmstream.agents"
+
+
+#: Topics whose events teach the conversation models.
+CONVERSATIONS = (topics.CHATS, topics.FEEDBACK)
+
+
+def conversation_models() -> dict[str, object]:
+    """Fresh models for one partition of the conversation topics (chats and feedback)."""
+    return {"sentiment": SentimentModel(), "intent": IntentModel()}
 
 
 @dataclass
@@ -32,6 +46,8 @@ class Runtime:
     sink: Sink
     tiers: TierPolicy
     currencies: Currencies
+    alerts: AlertPolicy
+    replicas: ModelReplicas
 
     def input_topic(self, app: faust.App, name: str) -> faust.TopicT:
         """An input topic of raw bytes, declared with the configured partition count."""
@@ -67,18 +83,29 @@ def create_app(
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",
+        # An error that escapes an agent (bad input never does: it is dead-lettered) stops
+        # the worker rather than restarting the agent past the batch in hand: the process
+        # supervisor restarts it and Kafka redelivers from the last committed offset.
+        agent_supervisor="mode.CrashingSupervisor",
         producer_acks=-1,
         web_enabled=settings.web_enabled,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
     )
+    profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
     runtime = Runtime(
         settings=settings,
-        profiles=ProfileStore(settings.redis_url, settings.dedupe_window),
+        profiles=profiles,
         sink=sink if sink is not None else FaustSink(app),
         tiers=settings.tier_policy(),
         currencies=settings.currencies(),
+        alerts=settings.alert_policy(),
+        replicas=ModelReplicas(profiles, conversation_models),
     )
+
+    @app.on_partitions_revoked.connect  # type: ignore[misc]
+    async def forget_models(sender: object, revoked: set[TP], **kwargs: object) -> None:
+        runtime.replicas.drop({tp.partition for tp in revoked if tp.topic in CONVERSATIONS})
 
     @app.task
     async def declare_topics() -> None:

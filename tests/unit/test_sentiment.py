@@ -1,0 +1,169 @@
+"""Sentiment: VADER offline, rating labels, and the model that adapts to a shop's words."""
+
+from __future__ import annotations
+
+import pickle
+import socket
+
+import nltk
+import pytest
+
+from crmstream.models.sentiment import (
+    SentimentModel,
+    load_vader,
+    rating_label,
+    text_classifier,
+    text_features,
+    vader_lexicon_path,
+    vader_score,
+)
+
+# Complaints and praise in a snack shop's own words, all neutral to VADER.
+SHOP_NEGATIVE = [
+    "the parcel arrived smashed",
+    "box arrived smashed again",
+    "lid was dented and leaking",
+    "crisps arrived smashed and stale",
+    "the tin was dented",
+    "bag arrived leaking",
+]
+SHOP_POSITIVE = [
+    "crisp and crunchy as always",
+    "arrived crisp and crunchy",
+    "so crunchy, arrived on time",
+    "crunchy crisps, spot on",
+    "crisp crackers",
+    "crunchy and arrived on time",
+]
+UNSEEN_NEGATIVE = ["my order arrived smashed", "the jar was dented"]
+UNSEEN_POSITIVE = ["the crackers are crunchy", "crisp biscuits this week"]
+
+OTHER_TEXTS = [
+    "I love this shop!",
+    "Worst service ever. Never again.",
+    "The order arrived on Tuesday.",
+    "not bad at all",
+    "It's OK, I guess :)",
+    "",
+    "REFUND NOW!!!",
+    "the parcel arrived smashed but the crisps were crunchy",
+]
+
+
+def taught(rounds: int = 20) -> SentimentModel:
+    model = SentimentModel()
+    for _ in range(rounds):
+        for negative, positive in zip(SHOP_NEGATIVE, SHOP_POSITIVE, strict=True):
+            model.learn(negative, positive=False)
+            model.learn(positive, positive=True)
+    return model
+
+
+def test_vader_loads_offline_from_the_wheel(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("VADER must not touch the network")
+
+    monkeypatch.setattr(nltk, "download", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    load_vader.cache_clear()
+    analyzer = load_vader()
+    assert vader_lexicon_path().is_file()
+    assert str(vader_lexicon_path().parent) in nltk.data.path
+    assert len(analyzer.lexicon) > 7000
+
+
+@pytest.mark.parametrize(
+    "text", ["I love this, thank you so much!", "Great quality and a wonderful team."]
+)
+def test_vader_scores_obviously_positive_text_positive(text):
+    assert vader_score(text) > 0.5
+
+
+@pytest.mark.parametrize(
+    "text", ["This is terrible, I hate it.", "Awful service, the worst shop ever."]
+)
+def test_vader_scores_obviously_negative_text_negative(text):
+    assert vader_score(text) < -0.5
+
+
+@pytest.mark.parametrize(
+    ("rating", "expected"), [(1, False), (2, False), (3, None), (4, True), (5, True)]
+)
+def test_rating_label(rating, expected):
+    assert rating_label(rating) is expected
+
+
+@pytest.mark.parametrize("rating", [0, 6, -1])
+def test_rating_label_rejects_impossible_ratings(rating):
+    with pytest.raises(ValueError, match="1 to 5"):
+        rating_label(rating)
+
+
+def test_before_learning_the_score_is_vaders_compound():
+    model = SentimentModel()
+    for text in OTHER_TEXTS + SHOP_NEGATIVE + SHOP_POSITIVE:
+        assert model.score(text) == vader_score(text) == model.vader(text)
+    assert model.n_learned == 0
+    assert model.weight == 0.0
+
+
+def test_the_learned_weight_grows_as_documented():
+    model = SentimentModel(half_weight_at=4)
+    weights = []
+    for i in range(12):
+        model.learn(SHOP_NEGATIVE[i % 6], positive=bool(i % 2))
+        weights.append(model.weight)
+    assert model.n_learned == 12
+    assert weights == [n / (n + 4) for n in range(1, 13)]
+
+
+def test_it_learns_shop_words_that_vader_finds_neutral():
+    for text in SHOP_NEGATIVE + SHOP_POSITIVE + UNSEEN_NEGATIVE + UNSEEN_POSITIVE:
+        assert vader_score(text) == 0.0, text  # the premise: VADER cannot tell
+    model = taught()
+    assert model.n_learned == 240
+    for text in SHOP_NEGATIVE + UNSEEN_NEGATIVE:
+        assert model.score(text) < -0.05, text
+    for text in SHOP_POSITIVE + UNSEEN_POSITIVE:
+        assert model.score(text) > 0.05, text
+
+
+def test_scores_stay_in_range():
+    model = taught()
+    for text in OTHER_TEXTS + SHOP_NEGATIVE + SHOP_POSITIVE:
+        assert -1.0 <= model.score(text) <= 1.0
+
+
+def test_a_restored_copy_predicts_exactly_as_the_original():
+    model = taught(rounds=5)
+    model.learn("I love this shop!", positive=True)
+    blob = pickle.dumps(model)
+    assert b"SentimentIntensityAnalyzer" not in blob
+    assert b"nltk" not in blob
+    restored = pickle.loads(blob)
+    assert restored.n_learned == model.n_learned
+    assert restored.half_weight_at == model.half_weight_at
+    texts = OTHER_TEXTS + SHOP_NEGATIVE + SHOP_POSITIVE + UNSEEN_NEGATIVE + UNSEEN_POSITIVE
+    assert [restored.score(t) for t in texts] == [model.score(t) for t in texts]
+    # and both keep learning the same way
+    model.learn("the jar was dented", positive=False)
+    restored.learn("the jar was dented", positive=False)
+    assert [restored.score(t) for t in texts] == [model.score(t) for t in texts]
+
+
+def test_learning_returns_nothing_and_leaves_its_input_alone():
+    model = SentimentModel()
+    text = "the parcel arrived smashed"
+    assert model.learn(text, positive=False) is None
+    assert text == "the parcel arrived smashed"
+    pipeline = text_classifier()
+    features = text_features("Crisp and crunchy, arrived on time!")
+    before = dict(features)
+    assert pipeline.learn_one(features, True) is None
+    pipeline.predict_proba_one(features)
+    assert features == before
+
+
+def test_half_weight_must_be_positive():
+    with pytest.raises(ValueError, match="half_weight_at"):
+        SentimentModel(half_weight_at=0)
