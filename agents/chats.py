@@ -12,17 +12,16 @@ import faust
 
 from crmstream.models.alerts import on_message
 from crmstream.models.profile import Profile, apply_chat
-from crmstream.schemas import ChatMessage, encode
+from crmstream.schemas import ChatMessage
 from crmstream.streams import topics
 from crmstream.streams.app import Runtime
-from crmstream.streams.ingest import ingest
+from crmstream.streams.ingest import input_agent
 from crmstream.streams.profiles import ApplyResult, Delivery
-from crmstream.streams.sink import Output
+from crmstream.streams.sink import Output, keyed_outputs
 
 
 def register(app: faust.App, runtime: Runtime) -> None:
     """Define the chats agent on ``app``."""
-    settings = runtime.settings
     replicas = runtime.replicas
 
     def fold(profile: Profile, delivery: Delivery[ChatMessage]) -> tuple[Profile, list[Output]]:
@@ -34,7 +33,7 @@ def register(app: faust.App, runtime: Runtime) -> None:
         score = models["sentiment"].score(message.text)
         intent = models["intent"].predict(message.text)
         profile, alerts = on_message(profile, message, score, intent, runtime.alerts)
-        return profile, [Output(topics.ALERTS, a.customer_id.encode(), encode(a)) for a in alerts]
+        return profile, keyed_outputs(topics.ALERTS, alerts)
 
     def teach(models: dict[str, Any], delivery: Delivery[ChatMessage]) -> bool:
         message = delivery.record
@@ -46,10 +45,4 @@ def register(app: faust.App, runtime: Runtime) -> None:
     async def learn(result: ApplyResult) -> None:
         await replicas.learn(result, teach)
 
-    @app.agent(runtime.input_topic(app, topics.CHATS), name="chats", concurrency=1)
-    async def chats(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait):
-            messages = [event.message for event in events]
-            yield await ingest(
-                runtime, messages, ChatMessage, fold, before=replicas.prepare, after=learn
-            )
+    input_agent(app, runtime, topics.CHATS, ChatMessage, fold, before=replicas.prepare, after=learn)

@@ -6,12 +6,12 @@ import faust
 
 from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile, apply_purchase
-from crmstream.schemas import InvalidEvent, Purchase, encode
+from crmstream.schemas import InvalidEvent, Purchase
 from crmstream.streams import topics
 from crmstream.streams.app import Runtime
-from crmstream.streams.ingest import ingest
+from crmstream.streams.ingest import input_agent
 from crmstream.streams.profiles import Delivery
-from crmstream.streams.sink import Output
+from crmstream.streams.sink import Output, keyed_outputs
 
 
 def check_currency(runtime: Runtime, purchase: Purchase) -> None:
@@ -24,7 +24,6 @@ def check_currency(runtime: Runtime, purchase: Purchase) -> None:
 
 def register(app: faust.App, runtime: Runtime) -> None:
     """Define the purchases agent on ``app``."""
-    settings = runtime.settings
     fx = runtime.currencies
 
     def fold(profile: Profile, delivery: Delivery[Purchase]) -> tuple[Profile, list[Output]]:
@@ -36,12 +35,6 @@ def register(app: faust.App, runtime: Runtime) -> None:
             amount=fx.to_base(purchase.amount, purchase.currency),
             cost=fx.to_base(purchase.cost or 0.0, purchase.currency),
         )
-        if change is None:
-            return profile, []
-        return profile, [Output(topics.TIER_CHANGES, change.customer_id.encode(), encode(change))]
+        return profile, keyed_outputs(topics.TIER_CHANGES, [change] if change else [])
 
-    @app.agent(runtime.input_topic(app, topics.PURCHASES), name="purchases", concurrency=1)
-    async def purchases(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait):
-            messages = [event.message for event in events]
-            yield await ingest(runtime, messages, Purchase, fold, check_currency)
+    input_agent(app, runtime, topics.PURCHASES, Purchase, fold, check_currency)

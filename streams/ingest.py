@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+import faust
 import msgspec
 from faust.types import Message
 
@@ -110,3 +111,29 @@ async def ingest(
         deadlettered=len(rejected),
         outputs=len(result.outputs),
     )
+
+
+def input_agent(
+    app: faust.App,
+    runtime: Runtime,
+    topic: str,
+    type_: type[R],
+    fold: Fold,
+    check: Check | None = None,
+    before: Before | None = None,
+    after: After | None = None,
+) -> faust.types.AgentT:
+    """Define the agent of input ``topic``: batches of events through :func:`ingest`.
+
+    One actor per worker (``concurrency=1``) keeps each partition's events in order. The
+    agent yields a :class:`BatchSummary` per batch.
+    """
+    settings = runtime.settings
+
+    async def agent(stream: faust.StreamT) -> AsyncIterator[BatchSummary]:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait):
+            messages = [event.message for event in events]
+            yield await ingest(runtime, messages, type_, fold, check, before, after)
+
+    name = topic.removeprefix("crm.")
+    return app.agent(runtime.input_topic(app, topic), name=name, concurrency=1)(agent)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 import msgspec
@@ -19,6 +19,11 @@ class Output(msgspec.Struct, frozen=True):
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+def keyed_outputs(topic: str, records: Sequence[Any]) -> list[Output]:
+    """Encode output records for ``topic``, each keyed by its ``customer_id``."""
+    return [Output(topic, r.customer_id.encode(), msgspec.json.encode(r)) for r in records]
 
 
 class Sink(Protocol):
