@@ -56,11 +56,18 @@ class Replica:
             return False
         return delivery.event_id not in self.recent
 
-    def seen(self, delivery: Delivery[Any]) -> None:
-        """Record that ``delivery`` has been considered (learned from, or not)."""
+    def seen(self, delivery: Delivery[Any], learned: bool) -> None:
+        """Record that ``delivery`` has been considered, and whether it taught anything.
+
+        Only learning makes a new checkpoint necessary: an event that teaches nothing
+        teaches nothing again if it is redelivered, so its offset can wait for the next
+        checkpoint (pickling the models after every batch of chit-chat would be costly).
+        """
         self.offsets[delivery.source] = max(delivery.offset, self.offsets.get(delivery.source, -1))
         self.recent.append(delivery.event_id)
-        self.dirty = True
+        if learned:
+            self.learned += 1
+            self.dirty = True
 
     def dumps(self) -> bytes:
         return pickle.dumps(
@@ -129,9 +136,7 @@ class ModelReplicas:
             replica = self[delivery.partition]
             if not replica.should_learn(delivery):
                 continue
-            if teach(replica.models, delivery):
-                replica.learned += 1
-            replica.seen(delivery)
+            replica.seen(delivery, teach(replica.models, delivery))
         await self.checkpoint()
 
     async def checkpoint(self) -> None:

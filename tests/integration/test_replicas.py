@@ -73,3 +73,20 @@ async def test_nothing_is_written_when_nothing_was_learned(stack):
     await replicas.learn(result(), teach)
     assert await store.raw_client.exists(checkpoint_key(3)) == 0
     await store.close()
+
+
+async def test_events_that_teach_nothing_do_not_cost_a_checkpoint(stack):
+    store = ProfileStore(stack.redis_url)
+    replicas = ModelReplicas(store, counting_models)
+    chit_chat = [chat(4, 0, "a"), chat(4, 1, "b")]
+    await replicas.prepare(chit_chat)
+    await replicas.learn(result(*chit_chat), lambda models, delivery: False)
+    assert await store.raw_client.exists(checkpoint_key(4)) == 0
+    assert replicas[4].offsets == {"crm.chats:4": 1}
+    # The next event that does teach something checkpoints the offsets considered so far.
+    await replicas.learn(result(chat(4, 2, "c")), teach)
+    restored = ModelReplicas(store, counting_models)
+    await restored.load([4])
+    assert restored[4].offsets == {"crm.chats:4": 2}
+    assert dict(restored[4].models["seen"]) == {"c": 1}
+    await store.close()
