@@ -21,6 +21,7 @@ from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.replicas import ModelReplicas
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import FaustSink, Sink
+from crmstream.streams.transport import transport_for
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def create_app(
         web_port=settings.web_port,
         web_bind="127.0.0.1",
     )
+    app.transport = transport_for(app, settings.fetch_max_wait)
     profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
     runtime = Runtime(
         settings=settings,
