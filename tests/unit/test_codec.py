@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from crmstream.schemas.codec import MAX_PAYLOAD_BYTES, InvalidEvent, decode, encode
 from crmstream.schemas.inputs import MAX_MONEY, Item, Purchase
+from tests.strategies import json_values
 
 VALID: dict[str, Any] = {
     "event_id": "e1",
@@ -341,16 +342,6 @@ def test_arbitrary_bytes_only_raise_invalid_event(raw):
     except InvalidEvent as error:
         assert error.code in {"invalid_utf8", "invalid_json", "schema_violation"}
 
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-    max_leaves=30,
-)
 
 # Objects that look like purchases, with any field possibly replaced by any JSON value.
 purchase_like = st.fixed_dictionaries(

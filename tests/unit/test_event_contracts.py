@@ -35,6 +35,7 @@ from crmstream.schemas.outputs import (
     TierChange,
     Trigger,
 )
+from tests.strategies import json_values
 
 COMMON: dict[str, Any] = {
     "event_id": "e1",
@@ -701,17 +702,6 @@ def test_arbitrary_bytes_only_raise_invalid_event(type_, data):
         assert error.message
     else:
         assert type(record) is type_
-
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
-    max_leaves=30,
-)
 
 
 @st.composite
