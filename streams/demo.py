@@ -18,7 +18,7 @@ import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from crmstream.streams import topics
-from crmstream.streams.embedded import EmbeddedStack, _die_with_parent
+from crmstream.streams.embedded import EmbeddedStack, die_with_parent
 from crmstream.streams.profiles import CUSTOMERS_KEY
 from crmstream.streams.publisher import Publisher
 from crmstream.streams.traffic import SyntheticShop
@@ -119,7 +119,7 @@ def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> in
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         print(f"demo: worker pid {worker.pid}, log {worker_log}", flush=True)
         generator = _Generator(bootstrap, rate, customers)

@@ -36,9 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL,
-    # so a crashed test run or demo never leaves servers behind.
+def die_with_parent() -> None:
+    """``preexec_fn`` for child processes: on Linux the child gets SIGTERM when the process
+    that started it dies, even by SIGKILL, so a crashed run never leaves servers behind."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -171,7 +171,7 @@ class EmbeddedStack:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 cwd=self.workdir,
             )
         self._processes.append(process)
