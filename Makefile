@@ -8,11 +8,14 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench contracts clean
 
-$(STAMP): pyproject.toml
+# lifetimes is installed without its dependencies: only its CDNOW data file is used
+# (`crmstream backfill cdnow`), never its code.
+$(STAMP): pyproject.toml Makefile
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps 'lifetimes>=0.11.3'
 	@touch $(STAMP)
 
 demo: $(STAMP)
