@@ -132,10 +132,10 @@ class _Plan:
 
 #: Profile fields holding a list or mapping, kept as JSON text in the hash.
 _JSON_FIELDS = frozenset(
-    name
-    for name, kind in zip(Profile.__struct_fields__, msgspec.structs.fields(Profile), strict=True)
+    field.name
+    for field in msgspec.structs.fields(Profile)
     if isinstance(
-        msgspec.inspect.type_info(kind.type), msgspec.inspect.ListType | msgspec.inspect.DictType
+        msgspec.inspect.type_info(field.type), msgspec.inspect.ListType | msgspec.inspect.DictType
     )
 )
 

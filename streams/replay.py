@@ -127,12 +127,21 @@ class ReplayReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _replay_one(publisher: Publisher, record: DeadLetterRecord, value: bytes | None) -> None:
+def _where(record: DeadLetterRecord) -> str:
+    return f"dead letter {record.deadletter_partition}:{record.deadletter_offset}"
+
+
+def _check_source(record: DeadLetterRecord) -> None:
+    """Raise ValueError unless the record came from an input topic (so can go back)."""
     if record.source.topic not in topics.INPUTS:
-        raise ValueError(
-            f"dead letter {record.deadletter_partition}:{record.deadletter_offset} came from "
-            f"{record.source.topic!r}, not an input topic"
-        )
+        raise ValueError(f"came from {record.source.topic!r}, not an input topic")
+
+
+def _replay_one(publisher: Publisher, record: DeadLetterRecord, value: bytes | None) -> None:
+    try:
+        _check_source(record)
+    except ValueError as exc:
+        raise ValueError(f"{_where(record)} {exc}") from None
     marker = f"{topics.DEADLETTER}:{record.deadletter_partition}:{record.deadletter_offset}"
     publisher.send(
         record.source.topic,
@@ -195,21 +204,24 @@ def replay_fixed(bootstrap: list[str], lines: Iterable[bytes]) -> ReplayReport:
             records.append(msgspec.json.decode(line, type=DeadLetterRecord))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             report.errors.append(f"line {number}: not a dead-letter record: {exc}")
+    fixed: list[tuple[DeadLetterRecord, bytes | None]] = []
     for record in records:
-        where = f"dead letter {record.deadletter_partition}:{record.deadletter_offset}"
+        where = _where(record)
         try:
-            if record.source.topic not in topics.INPUTS:
-                raise ValueError(f"source topic {record.source.topic!r} is not an input topic")
-            validate(record.source.topic, original_value(record) or b"")
+            _check_source(record)
+            value = original_value(record)
+            validate(record.source.topic, value or b"")
         except InvalidEvent as exc:
             report.errors.append(f"{where}: still invalid: {exc}")
         except ValueError as exc:
             report.errors.append(f"{where}: {exc}")
+        else:
+            fixed.append((record, value))
     if report.errors:
         return report
     with Publisher(bootstrap) as publisher:
-        for record in records:
-            _replay_one(publisher, record, original_value(record))
+        for record, value in fixed:
+            _replay_one(publisher, record, value)
             report.replayed += 1
         publisher.flush()
     return report

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import faust
 import msgspec
 
+from crmstream.schemas import encode
 from crmstream.streams import topics
 
 
@@ -23,7 +24,7 @@ class Output(msgspec.Struct, frozen=True):
 
 def keyed_outputs(topic: str, records: Sequence[Any]) -> list[Output]:
     """Encode output records for ``topic``, each keyed by its ``customer_id``."""
-    return [Output(topic, r.customer_id.encode(), msgspec.json.encode(r)) for r in records]
+    return [Output(topic, r.customer_id.encode(), encode(r)) for r in records]
 
 
 class Sink(Protocol):
