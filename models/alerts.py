@@ -17,6 +17,9 @@ Alert kinds:
     a customer message with intent ``cancel``.
 ``low_rating``
     feedback with a rating at or below ``low_rating`` or an NPS at or below ``low_nps``.
+``anomaly``
+    a purchase the anomaly model (:mod:`crmstream.models.anomaly`) scored at or above its
+    threshold; every such purchase alerts, without cooldown.
 
 Each kind has a cooldown per customer: one angry conversation gives one alert per kind,
 not one per message. Severity is ``warning``, or ``critical`` for customers in
@@ -31,7 +34,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from crmstream.models.profile import Profile
-from crmstream.schemas.inputs import ChatMessage, Feedback
+from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Alert, AlertKind, Severity, deterministic_id
 
 EXCERPT = 280
@@ -275,3 +278,45 @@ def on_feedback(
         feedback.text,
     )
     return _fire(profile, [alert], policy)
+
+
+def on_unusual_purchase(
+    profile: Profile,
+    purchase: Purchase,
+    amount: float,
+    score: float,
+    threshold: float,
+    policy: AlertPolicy,
+) -> list[Alert]:
+    """Return the ``anomaly`` alert of a purchase the anomaly model flagged.
+
+    Every flagged purchase alerts (no cooldown: each one may be fraud or an error), with
+    its own deterministic id. ``profile`` is the customer *before* the purchase and
+    ``amount`` the purchase's amount in the base currency.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    >>> big = Purchase(event_id="p9", customer_id="c1", occurred_at=at, amount=9000.0)
+    >>> regular = Profile(customer_id="c1", orders=4, revenue=200.0, tier="gold")
+    >>> [alert] = on_unusual_purchase(regular, big, 9000.0, 0.981, 0.95, AlertPolicy())
+    >>> alert.kind, alert.severity, alert.source_event_ids
+    ('anomaly', 'critical', ['p9'])
+    >>> alert.reason
+    'unusual purchase: 9000.00 (180x their mean order of 50.00), score 0.981 >= 0.95'
+    >>> on_unusual_purchase(regular, big, 9000.0, 0.90, 0.95, AlertPolicy())
+    []
+    """
+    if score < threshold:
+        return []
+    if profile.orders:
+        mean = profile.revenue / profile.orders
+        context = f" ({amount / mean:.0f}x their mean order of {mean:.2f})" if mean > 0 else ""
+    else:
+        context = " (first purchase)"
+    reason = f"unusual purchase: {amount:.2f}{context}, score {score:.3f} >= {threshold:g}"
+    alert = _alert(
+        profile, policy, "anomaly", score, reason, purchase.occurred_at, [purchase.event_id], None
+    )
+    return [alert]

@@ -19,6 +19,12 @@ class Profile(msgspec.Struct, kw_only=True):
     exponentially weighted moving average of the customer's message scores,
     ``sentiment_ref`` the level a drop is measured from, ``streak_event_ids`` the messages
     of the current negative streak, ``last_alerts`` when each alert kind last fired.
+
+    The purchase models' fields are set at each purchase: ``purchase_propensity`` is the
+    probability that the customer buys again within the configured horizon, as scored at
+    their latest purchase (:mod:`crmstream.models.propensity`); ``segment`` their online
+    k-means segment (:mod:`crmstream.models.segments`); ``last_purchase_anomaly`` how
+    unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`).
     """
 
     customer_id: str
@@ -41,6 +47,9 @@ class Profile(msgspec.Struct, kw_only=True):
     streak_event_ids: list[str] = msgspec.field(default_factory=list)
     last_intent: str | None = None
     last_alerts: dict[str, datetime] = msgspec.field(default_factory=dict)
+    purchase_propensity: float | None = None
+    segment: int | None = None
+    last_purchase_anomaly: float | None = None
 
     @property
     def clv(self) -> float:

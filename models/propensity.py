@@ -285,7 +285,7 @@ class PurchasePropensity(base.Estimator):
         self.labels: Counter[bool] = Counter()
         self.outcomes: Counter[bool] = Counter()
         self.rolling_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
-        self.rolling_log_loss = utils.Rolling(metrics.LogLoss(), METRICS_WINDOW)
+        self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
         self._due: list[tuple[float, int, int, int, str, Any]] = []
         self._seq = 0
 

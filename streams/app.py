@@ -49,6 +49,7 @@ class Runtime:
     currencies: Currencies
     alerts: AlertPolicy
     replicas: ModelReplicas
+    purchase_replicas: ModelReplicas
 
     def input_topic(self, app: faust.App, name: str) -> faust.TopicT:
         """An input topic of raw bytes, declared with the configured partition count."""
@@ -102,12 +103,16 @@ def create_app(
         tiers=settings.tier_policy(),
         currencies=settings.currencies(),
         alerts=settings.alert_policy(),
-        replicas=ModelReplicas(profiles, conversation_models),
+        replicas=ModelReplicas(profiles, conversation_models, "conversations"),
+        purchase_replicas=ModelReplicas(profiles, settings.purchase_models, "purchases"),
     )
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def forget_models(sender: object, revoked: set[TP], **kwargs: object) -> None:
         runtime.replicas.drop({tp.partition for tp in revoked if tp.topic in CONVERSATIONS})
+        runtime.purchase_replicas.drop(
+            {tp.partition for tp in revoked if tp.topic == topics.PURCHASES}
+        )
 
     @app.task
     async def declare_topics() -> None:

@@ -8,7 +8,7 @@ several workers cannot corrupt one another's models.
 
 A replica remembers, per source partition, the last offset it has learned and the recent
 event ids it learned from; it learns an event only once. Its checkpoint (key
-``crm:models:<p>``, a pickle of the models with those offsets) is written after every
+``crm:models:<name>:<p>``, a pickle of the models with those offsets) is written after every
 batch it learned from and *before* the batch's Kafka offsets are committed, so after a
 crash the events that the checkpoint lacks are redelivered and learned, and those it has
 are skipped. The checkpoint is pickled: Redis must be trusted storage (ACL user, TLS).
@@ -34,9 +34,9 @@ ModelFactory = Callable[[], dict[str, Any]]
 Teach = Callable[[dict[str, Any], Delivery[Any]], bool]
 
 
-def checkpoint_key(partition: int) -> str:
-    """Redis key of partition ``partition``'s model checkpoint."""
-    return f"crm:models:{partition}"
+def checkpoint_key(name: str, partition: int) -> str:
+    """Redis key of the checkpoint of the ``name`` models of partition ``partition``."""
+    return f"crm:models:{name}:{partition}"
 
 
 @dataclass
@@ -95,9 +95,10 @@ class Replica:
 class ModelReplicas:
     """The replicas this worker holds, loaded from their checkpoints on first use."""
 
-    def __init__(self, store: ProfileStore, factory: ModelFactory) -> None:
+    def __init__(self, store: ProfileStore, factory: ModelFactory, name: str) -> None:
         self.store = store
         self.factory = factory
+        self.name = name
         self._replicas: dict[int, Replica] = {}
 
     def __getitem__(self, partition: int) -> Replica:
@@ -109,14 +110,15 @@ class ModelReplicas:
         missing = sorted(set(partitions) - self._replicas.keys())
         if not missing:
             return
-        blobs = await self.store.raw_client.mget([checkpoint_key(p) for p in missing])
+        blobs = await self.store.raw_client.mget([checkpoint_key(self.name, p) for p in missing])
         for partition, blob in zip(missing, blobs, strict=True):
             if blob is None:
                 replica = Replica(partition, self.factory())
             else:
                 replica = Replica.loads(partition, blob)
                 log.info(
-                    "restored models of partition %d (%d events learned)",
+                    "restored %s models of partition %d (%d events learned)",
+                    self.name,
                     partition,
                     replica.learned,
                 )
@@ -146,7 +148,7 @@ class ModelReplicas:
             return
         pipe = self.store.raw_client.pipeline(transaction=False)
         for replica in dirty:
-            pipe.set(checkpoint_key(replica.partition), replica.dumps())
+            pipe.set(checkpoint_key(self.name, replica.partition), replica.dumps())
         await pipe.execute()
         for replica in dirty:
             replica.dirty = False

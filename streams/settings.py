@@ -9,7 +9,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crmstream.models.alerts import AlertPolicy
+from crmstream.models.anomaly import PurchaseAnomaly
 from crmstream.models.money import Currencies
+from crmstream.models.propensity import PurchasePropensity
+from crmstream.models.segments import CustomerSegments
 from crmstream.models.tiers import TierPolicy
 
 
@@ -73,6 +76,20 @@ class Settings(BaseSettings):
     """``CRM_ALERT_LOW_NPS``: NPS answers at or below this raise ``low_rating``."""
     alert_critical_tiers: list[str] = Field(default_factory=lambda: ["gold", "platinum"])
     """``CRM_ALERT_CRITICAL_TIERS``: JSON list of tiers whose alerts are ``critical``."""
+    propensity_horizon_days: float = Field(90.0, gt=0, le=3650)
+    """``CRM_PROPENSITY_HORIZON_DAYS``: horizon of ``purchase_propensity``, the probability
+    that a customer buys again within this many days."""
+    propensity_period_days: float = Field(30.0, gt=0, le=365)
+    """``CRM_PROPENSITY_PERIOD_DAYS``: length of the periods the propensity model learns
+    from (one delayed label per period; shorter periods learn sooner and cost more)."""
+    segments: int = Field(4, ge=2, le=32)
+    """``CRM_SEGMENTS``: number of customer segments (online k-means clusters)."""
+    anomaly_threshold: float = Field(0.95, gt=0, le=1)
+    """``CRM_ANOMALY_THRESHOLD``: Half-Space Trees score (0..1) at or above which a purchase
+    raises an ``anomaly`` alert."""
+    anomaly_warmup: int = Field(500, ge=0)
+    """``CRM_ANOMALY_WARMUP``: purchases a partition's anomaly model learns from before it
+    may alert."""
     web_enabled: bool = False
     """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
     web_port: int = Field(6066, ge=1, le=65535)
@@ -118,6 +135,19 @@ class Settings(BaseSettings):
             low_nps=self.alert_low_nps,
             critical_tiers=tuple(self.alert_critical_tiers),
         )
+
+    def purchase_models(self) -> dict[str, object]:
+        """Fresh models for one partition of ``crm.purchases``."""
+        return {
+            "propensity": PurchasePropensity(
+                horizon_days=self.propensity_horizon_days,
+                period_days=self.propensity_period_days,
+            ),
+            "segments": CustomerSegments(n_segments=self.segments),
+            "anomaly": PurchaseAnomaly(
+                threshold=self.anomaly_threshold, warmup=self.anomaly_warmup
+            ),
+        }
 
     def currencies(self) -> Currencies:
         """Exchange rates into the base currency."""

@@ -84,7 +84,7 @@ async def test_labelled_chats_teach_the_intent_model_once_and_are_checkpointed(a
     replica = runtime.replicas[0]
     assert replica.learned == 1
     assert replica.models["intent"].n_learned == 1
-    assert await runtime.profiles.raw_client.exists(checkpoint_key(0)) == 1
+    assert await runtime.profiles.raw_client.exists(checkpoint_key("conversations", 0)) == 1
 
 
 async def test_low_rating_alerts_and_rated_text_teaches_sentiment(app_and_sink):

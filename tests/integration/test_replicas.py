@@ -11,6 +11,8 @@ from crmstream.streams.replicas import ModelReplicas, checkpoint_key
 
 pytestmark = pytest.mark.integration
 
+NAME = "counting"
+
 
 def counting_models() -> dict[str, Counter]:
     return {"seen": Counter()}
@@ -31,15 +33,15 @@ def chat(partition: int, offset: int, event_id: str) -> Delivery:
 
 async def test_each_event_is_learned_once_across_restarts(stack):
     store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models)
+    replicas = ModelReplicas(store, counting_models, NAME)
     first = [chat(0, 0, "a"), chat(0, 1, "b"), chat(1, 0, "x")]
     await replicas.prepare(first)
     await replicas.learn(result(*first), teach)
     assert dict(replicas[0].models["seen"]) == {"a": 1, "b": 1}
-    assert await store.raw_client.exists(checkpoint_key(0), checkpoint_key(1)) == 2
+    assert await store.raw_client.exists(checkpoint_key(NAME, 0), checkpoint_key(NAME, 1)) == 2
 
     # A new worker (or the same after a restart) restores the checkpoint...
-    restored = ModelReplicas(store, counting_models)
+    restored = ModelReplicas(store, counting_models, NAME)
     await restored.load([0, 1])
     assert restored[0].models == replicas[0].models
     assert restored[0].learned == 2 and restored[0].offsets == {"crm.chats:0": 1}
@@ -53,7 +55,10 @@ async def test_each_event_is_learned_once_across_restarts(stack):
 
 async def test_a_dropped_partition_is_reloaded_from_its_checkpoint(stack):
     store = ProfileStore(stack.redis_url)
-    mine, theirs = ModelReplicas(store, counting_models), ModelReplicas(store, counting_models)
+    mine, theirs = (
+        ModelReplicas(store, counting_models, NAME),
+        ModelReplicas(store, counting_models, NAME),
+    )
     await mine.prepare([chat(0, 0, "a")])
     await mine.learn(result(chat(0, 0, "a")), teach)
     # The partition moves to another worker, which learns more...
@@ -68,24 +73,24 @@ async def test_a_dropped_partition_is_reloaded_from_its_checkpoint(stack):
 
 async def test_nothing_is_written_when_nothing_was_learned(stack):
     store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models)
+    replicas = ModelReplicas(store, counting_models, NAME)
     await replicas.prepare([chat(3, 0, "a")])
     await replicas.learn(result(), teach)
-    assert await store.raw_client.exists(checkpoint_key(3)) == 0
+    assert await store.raw_client.exists(checkpoint_key(NAME, 3)) == 0
     await store.close()
 
 
 async def test_events_that_teach_nothing_do_not_cost_a_checkpoint(stack):
     store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models)
+    replicas = ModelReplicas(store, counting_models, NAME)
     chit_chat = [chat(4, 0, "a"), chat(4, 1, "b")]
     await replicas.prepare(chit_chat)
     await replicas.learn(result(*chit_chat), lambda models, delivery: False)
-    assert await store.raw_client.exists(checkpoint_key(4)) == 0
+    assert await store.raw_client.exists(checkpoint_key(NAME, 4)) == 0
     assert replicas[4].offsets == {"crm.chats:4": 1}
     # The next event that does teach something checkpoints the offsets considered so far.
     await replicas.learn(result(chat(4, 2, "c")), teach)
-    restored = ModelReplicas(store, counting_models)
+    restored = ModelReplicas(store, counting_models, NAME)
     await restored.load([4])
     assert restored[4].offsets == {"crm.chats:4": 2}
     assert dict(restored[4].models["seen"]) == {"c": 1}
