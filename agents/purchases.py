@@ -41,6 +41,25 @@ def units(purchase: Purchase) -> int:
     return sum(item.quantity for item in purchase.items) if purchase.items else 1
 
 
+def learn_purchase(
+    models: dict[str, Any], purchase: Purchase, amount: float, sentiment: float | None
+) -> None:
+    """Teach a partition's purchase models one purchase (``amount`` in the base currency).
+
+    The customer's history before the purchase is the propensity model's own, so learning
+    needs nothing but the event (and the customer's sentiment, when known).
+    """
+    customer_id = purchase.customer_id
+    propensity = models["propensity"]
+    before = propensity.histories.get(customer_id)
+    at = to_days(purchase.occurred_at)
+    gap = max(at - before.last, 0.0) if before else 0.0
+    orders, revenue = (before.orders, before.revenue) if before else (0, 0.0)
+    models["anomaly"].learn_one(purchase_features(amount, units(purchase), orders, revenue, gap))
+    models["segments"].learn_one(customer_id, rfm_features(gap, orders + 1, revenue + amount))
+    propensity.learn_purchase(customer_id, purchase.occurred_at, amount, sentiment)
+
+
 def register(app: faust.App, runtime: Runtime) -> None:
     """Define the purchases agent on ``app``."""
     fx = runtime.currencies
@@ -94,20 +113,8 @@ def register(app: faust.App, runtime: Runtime) -> None:
 
     def teach(models: dict[str, Any], delivery: Delivery[Purchase]) -> bool:
         purchase = delivery.record
-        customer_id = purchase.customer_id
         amount = fx.to_base(purchase.amount, purchase.currency)
-        propensity = models["propensity"]
-        before = propensity.histories.get(customer_id)
-        at = to_days(purchase.occurred_at)
-        gap = max(at - before.last, 0.0) if before else 0.0
-        orders, revenue = (before.orders, before.revenue) if before else (0, 0.0)
-        models["anomaly"].learn_one(
-            purchase_features(amount, units(purchase), orders, revenue, gap)
-        )
-        models["segments"].learn_one(customer_id, rfm_features(gap, orders + 1, revenue + amount))
-        propensity.learn_purchase(
-            customer_id, purchase.occurred_at, amount, sentiments.pop(delivery.event_id, None)
-        )
+        learn_purchase(models, purchase, amount, sentiments.pop(delivery.event_id, None))
         return True
 
     async def learn(result: ApplyResult) -> None:

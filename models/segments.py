@@ -16,6 +16,9 @@ from collections import Counter
 
 from river import base, cluster, preprocessing
 
+#: The features of :func:`rfm_features`, in a fixed order.
+FEATURES = ("recency", "frequency", "monetary")
+
 
 def rfm_features(gap_days: float, orders: int, revenue: float) -> dict[str, float]:
     """Log-scaled recency, frequency and monetary value of a customer at a purchase.
@@ -60,6 +63,12 @@ class CustomerSegments(base.Estimator):
         self.seed = seed
         self.scaler = preprocessing.StandardScaler()
         self.kmeans = cluster.KMeans(n_clusters=n_segments, halflife=halflife, sigma=1.0, seed=seed)
+        # River draws a centre's coordinates lazily, in the iteration order of a set of
+        # feature names, which depends on the process's string-hash seed: draw them all now,
+        # in a fixed order, so every process (and every restored replica) agrees.
+        for centre in self.kmeans.centers.values():
+            for name in FEATURES:
+                centre[name]
         self.members: dict[str, int] = {}
         self.sizes: Counter[int] = Counter()
 
