@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
+from typing import Any
 
 from kafka.errors import KafkaError
 from pydantic import ValidationError
@@ -140,6 +141,73 @@ def _profile(args: argparse.Namespace) -> int:
         return 1
     print(json.dumps(data, indent=2))
     return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from crmstream.streams.profiles import ProfileStore
+    from crmstream.streams.quality import read_quality
+
+    settings = Settings()
+
+    async def fetch() -> dict[str, dict[int, Any]]:
+        store = ProfileStore(settings.redis_url)
+        try:
+            return await read_quality(store, settings.partitions)
+        finally:
+            await store.close()
+
+    report = asyncio.run(fetch())
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    purchases = Table(title="purchase models (per partition of crm.purchases)")
+    for column in (
+        "partition",
+        "learned",
+        "propensity AUC",
+        "log loss",
+        "resolved",
+        "segments (customers)",
+        "anomaly rate",
+        "flagged",
+    ):
+        purchases.add_column(column)
+    for partition, row in sorted(report["purchases"].items()):
+        propensity, anomaly = row["propensity"], row["anomaly"]
+        sizes = " ".join(f"{s}:{d['customers']:g}" for s, d in row["segments"].items())
+        purchases.add_row(
+            str(partition),
+            str(row["learned"]),
+            _figure(propensity["rolling_auc"]),
+            _figure(propensity["rolling_log_loss"]),
+            str(propensity["resolved"]),
+            sizes,
+            "warming up" if anomaly["warming_up"] else f"{anomaly['rate']:.2%}",
+            str(anomaly["flagged"]),
+        )
+    conversations = Table(title="conversation models (per partition of crm.chats, crm.feedback)")
+    for column in ("partition", "learned", "sentiment ratings", "intent labels"):
+        conversations.add_column(column)
+    for partition, row in sorted(report["conversations"].items()):
+        conversations.add_row(
+            str(partition),
+            str(row["learned"]),
+            str(row["sentiment_ratings_learned"]),
+            str(row["intent_labels_learned"]),
+        )
+    console = Console()
+    console.print(purchases)
+    console.print(conversations)
+    if not any(report.values()):
+        console.print("no model checkpoints yet: no worker has learned anything")
+    return 0
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -309,6 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     profile = commands.add_parser("profile", help="print a customer's profile as JSON")
     profile.add_argument("customer_id")
     profile.set_defaults(run=_profile)
+
+    models = commands.add_parser(
+        "models",
+        help="model quality per partition, from the workers' checkpoints in Redis",
+        description="Reads every model checkpoint of partitions 0..CRM_PARTITIONS-1: the "
+        "propensity model's prequential rolling AUC and log loss, segment centres and sizes, "
+        "the anomaly rate, and what the conversation models have learned.",
+    )
+    models.add_argument("--json", action="store_true", help="print one JSON object")
+    models.set_defaults(run=_models)
 
     demo = commands.add_parser("demo", help="embedded stack, a worker, traffic and a live summary")
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")

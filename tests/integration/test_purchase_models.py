@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import random
 import signal
@@ -14,8 +15,10 @@ from crmstream.agents.purchases import learn_purchase
 from crmstream.models.anomaly import purchase_features
 from crmstream.schemas import Purchase, decode
 from crmstream.streams import topics
+from crmstream.streams.cli import main
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.publisher import Publisher
+from crmstream.streams.quality import read_quality
 from crmstream.streams.replicas import checkpoint_key
 from crmstream.streams.settings import Settings
 from tests.helpers import committed_total, read_topic, wait_until
@@ -59,6 +62,17 @@ def checkpoints(redis_url: str) -> dict[int, dict]:
     return asyncio.run(fetch())
 
 
+def quality(redis_url: str) -> dict:
+    async def fetch():
+        store = ProfileStore(redis_url)
+        try:
+            return await read_quality(store, PARTITIONS)
+        finally:
+            await store.close()
+
+    return asyncio.run(fetch())
+
+
 def learned_total(redis_url: str) -> int:
     return sum(state["learned"] for state in checkpoints(redis_url).values())
 
@@ -80,7 +94,9 @@ def reference_models(bootstrap: list[str]) -> dict[int, dict]:
     return models
 
 
-def test_purchase_models_continue_after_a_crash_without_relearning(stack, start_worker):
+def test_purchase_models_continue_after_a_crash_without_relearning(
+    stack, start_worker, monkeypatch, capsys
+):
     stream = make_purchases()
     distinct = len({p.event_id for p in stream})
     half = len(stream) // 2
@@ -127,3 +143,26 @@ def test_purchase_models_continue_after_a_crash_without_relearning(stack, start_
             assert models["propensity"].predict_customer(customer_id, probe_day) == (
                 reference["propensity"].predict_customer(customer_id, probe_day)
             )
+
+    # What `crmstream models` reports is what the checkpoints hold.
+    report = quality(stack.redis_url)["purchases"]
+    assert report.keys() == expected.keys()
+    assert sum(r["learned"] for r in report.values()) == distinct
+    assert sum(r["anomaly"]["purchases"] for r in report.values()) == distinct
+    for partition, r in report.items():
+        customers = len(expected[partition]["propensity"].histories)
+        assert r["propensity"]["customers"] == customers
+        assert sum(s["customers"] for s in r["segments"].values()) == customers
+        assert r["propensity"]["resolved"] > 0
+
+    # ...and so does the command line, as JSON and as tables.
+    monkeypatch.setenv("CRM_REDIS_URL", stack.redis_url)
+    monkeypatch.setenv("CRM_PARTITIONS", str(PARTITIONS))
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {int(p): r["learned"] for p, r in printed["purchases"].items()} == {
+        p: r["learned"] for p, r in report.items()
+    }
+    assert main(["models"]) == 0
+    assert "purchase models" in capsys.readouterr().out
