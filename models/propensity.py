@@ -286,6 +286,8 @@ class PurchasePropensity(base.Estimator):
         self.outcomes: Counter[bool] = Counter()
         self.rolling_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
         self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
+        self.period_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
+        self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
         self._due: list[tuple[float, int, int, int, str, Any]] = []
         self._seq = 0
 
@@ -382,6 +384,9 @@ class PurchasePropensity(base.Estimator):
         heapq.heappush(self._due, (due, shuffle, self._seq, kind, customer_id, payload))
 
     def _learn(self, x: dict[str, float], y: bool) -> None:
+        p = self.hazard.predict_proba_one(x)[True]
+        self.period_auc.update(y, p)
+        self.period_log_loss.update(y, p)
         self.hazard.learn_one(x, y)
         self.labels[y] += 1
 
@@ -396,9 +401,13 @@ class PurchasePropensity(base.Estimator):
     def quality(self) -> dict[str, float | int | None]:
         """Prequential quality of the horizon scores resolved so far.
 
-        ``rolling_auc`` and ``rolling_log_loss`` cover the last :data:`METRICS_WINDOW`
-        resolved snapshots (``None`` until there are some, and for the AUC until both
-        outcomes have been seen).
+        ``rolling_auc`` and ``rolling_log_loss`` cover the horizon scores of the last
+        :data:`METRICS_WINDOW` resolved snapshots (``None`` until there are some, and for
+        the AUC until both outcomes have been seen). A snapshot resolves as negative only
+        once its whole horizon has passed, so on a stream younger than the horizon these
+        figures rest on few, early negatives. ``period_auc`` and ``period_log_loss`` cover
+        the last :data:`METRICS_WINDOW` period labels, each predicted just before it was
+        learned: they are meaningful from the first closed periods on.
         """
         resolved = self.outcomes[True] + self.outcomes[False]
         return {
@@ -408,6 +417,8 @@ class PurchasePropensity(base.Estimator):
             if all(self.outcomes.values()) and len(self.outcomes) == 2
             else None,
             "rolling_log_loss": round(self.rolling_log_loss.get(), 4) if resolved else None,
+            "period_auc": round(self.period_auc.get(), 4) if len(self.labels) == 2 else None,
+            "period_log_loss": round(self.period_log_loss.get(), 4) if self.labels else None,
             "labels_positive": self.labels[True],
             "labels_negative": self.labels[False],
             "customers": len(self.histories),

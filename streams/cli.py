@@ -167,8 +167,9 @@ def _models(args: argparse.Namespace) -> int:
     for column in (
         "partition",
         "learned",
-        "propensity AUC",
-        "log loss",
+        "period AUC",
+        "period log loss",
+        "horizon AUC",
         "resolved",
         "segments (customers)",
         "anomaly rate",
@@ -181,8 +182,9 @@ def _models(args: argparse.Namespace) -> int:
         purchases.add_row(
             str(partition),
             str(row["learned"]),
+            _figure(propensity["period_auc"]),
+            _figure(propensity["period_log_loss"]),
             _figure(propensity["rolling_auc"]),
-            _figure(propensity["rolling_log_loss"]),
             str(propensity["resolved"]),
             sizes,
             "warming up" if anomaly["warming_up"] else f"{anomaly['rate']:.2%}",

@@ -516,12 +516,19 @@ def _summary(
             f"{min(resolved, METRICS_WINDOW):,} of {resolved:,} resolved snapshots "
             f"({quality.get('resolved_positive', 0):,} of them positive); "
             f"{quality.get('labels_positive', 0):,} positive and "
-            f"{quality.get('labels_negative', 0):,} negative period labels learned"
+            f"{quality.get('labels_negative', 0):,} negative period labels learned, each "
+            f"predicted before it was learned: period AUC {_fmt(quality.get('period_auc'))}, "
+            f"period log loss {_fmt(quality.get('period_log_loss'))} over the last "
+            f"{METRICS_WINDOW:,}"
         ),
         "online replay": f"{purchases:,} purchases in {replay_seconds:.1f} s "
         f"({rate:,.0f} purchases/s)",
         "threshold": f"{THRESHOLD} (accuracy, recall, precision, F1)",
     }
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def report_notes(evaluation: PropensityEvaluation) -> list[str]:
@@ -578,7 +585,10 @@ def report_notes(evaluation: PropensityEvaluation) -> list[str]:
         "stream, scored before the model had learned anything, so the rolling figures can "
         "be far from the holdout figures, even below 0.5, and say little about the model at "
         "the cutoff. They become meaningful once the stream runs well past the horizon; the "
-        "holdout metrics above are the measure of this evaluation.",
+        "holdout metrics above are the measure of this evaluation. The period labels have no "
+        "such delay: each is predicted just before it is learned, and their rolling AUC and "
+        "log loss describe the hazard the scores are built from from the first closed "
+        "periods on (these are what `crmstream models` shows first for a running worker).",
         f"**Reference figures.** AUCs measured elsewhere on the default split (calibration "
         f"end 1997-09-30, 273-day horizon): {references}. They apply to that split only.",
     ]

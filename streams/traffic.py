@@ -63,6 +63,9 @@ class SyntheticShop:
         Seed of the random generator (same seed, same stream).
     invalid_share, duplicate_share : float
         Fractions of events that are malformed, or re-sent copies of an earlier event.
+    unusual_share : float
+        Fraction of purchases 30 to 100 times the customer's usual basket (the anomaly
+        model should flag them).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class SyntheticShop:
         chat_share: float = 0.3,
         feedback_share: float = 0.05,
         unhappy_share: float = 0.1,
+        unusual_share: float = 0.002,
     ) -> None:
         self.rng = random.Random(seed)
         self.customers = [f"cust-{i:06d}" for i in range(customers)]
@@ -85,6 +89,7 @@ class SyntheticShop:
         self.duplicate_share = duplicate_share
         self.chat_share = chat_share
         self.feedback_share = feedback_share
+        self.unusual_share = unusual_share
         self._recent: list[Event] = []
         self._sequence = 0
 
@@ -151,6 +156,8 @@ class SyntheticShop:
     def _purchase(self) -> Event:
         index, customer = self._customer()
         amount = round(self.basket[index] * self.rng.lognormvariate(0, 0.4), 2)
+        if self.rng.random() < self.unusual_share:
+            amount = round(amount * self.rng.uniform(30, 100), 2)  # a bulk order, or fraud
         margin = self.rng.uniform(0.15, 0.6)
         purchase = Purchase(
             event_id=self._event_id(),
