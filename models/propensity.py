@@ -289,6 +289,7 @@ class PurchasePropensity(base.Estimator):
         self.period_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
         self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
         self._due: list[tuple[float, int, int, int, str, Any]] = []
+        self._compacted = 0
         self._seq = 0
 
     # -- prediction -------------------------------------------------------------------
@@ -335,9 +336,8 @@ class PurchasePropensity(base.Estimator):
             gap = day - snapshot.history.last
             period = int(gap // self.period_days)
             if snapshot.next_period <= period < self.max_periods:
-                x = customer_features(snapshot.history, period * self.period_days)
                 due = snapshot.history.last + (period + 1) * self.period_days
-                self._schedule(due, _POSITIVE, customer_id, x)
+                self._schedule(due, _POSITIVE, customer_id, (snapshot.history, period))
             if not snapshot.resolved and gap <= self.horizon_days:
                 self._resolve(snapshot, True)
         if previous is None:
@@ -358,7 +358,8 @@ class PurchasePropensity(base.Estimator):
         while due and due[0][0] <= self.clock:
             *_, kind, customer_id, payload = heapq.heappop(due)
             if kind == _POSITIVE:
-                self._learn(payload, True)
+                history, period = payload
+                self._learn(customer_features(history, period * self.period_days), True)
                 continue
             snapshot = self.pending.get(customer_id)
             if snapshot is None or snapshot.seq != payload:
@@ -379,9 +380,31 @@ class PurchasePropensity(base.Estimator):
                 del self.pending[customer_id]
 
     def _schedule(self, due: float, kind: int, customer_id: str, payload: Any) -> None:
+        if len(self._due) > 2 * max(self._compacted, len(self.pending)) + 1000:
+            self._compact()
         self._seq += 1
         shuffle = zlib.crc32(f"{customer_id}:{self._seq}".encode())
         heapq.heappush(self._due, (due, shuffle, self._seq, kind, customer_id, payload))
+
+    def _compact(self) -> None:
+        """Drop scheduled work of snapshots that a later purchase settled.
+
+        Each purchase leaves the previous snapshot's entries in the schedule (they are
+        skipped when due); without compaction the schedule, and with it the checkpoint,
+        would grow with every purchase of the last horizon instead of with the customers.
+        """
+        pending = self.pending
+
+        def live(entry: tuple[float, int, int, int, str, Any]) -> bool:
+            kind, customer_id, payload = entry[3:]
+            if kind == _POSITIVE:
+                return True
+            snapshot = pending.get(customer_id)
+            return snapshot is not None and snapshot.seq == payload
+
+        self._due = [entry for entry in self._due if live(entry)]
+        heapq.heapify(self._due)
+        self._compacted = len(self._due)
 
     def _learn(self, x: dict[str, float], y: bool) -> None:
         p = self.hazard.predict_proba_one(x)[True]
