@@ -1,0 +1,147 @@
+"""The purchase models: delayed labels on synthetic timelines, and checkpoint round trips."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from crmstream.agents.purchases import learn_purchase
+from crmstream.models.anomaly import purchase_features
+from crmstream.models.propensity import History, PurchasePropensity, customer_features, to_days
+from crmstream.models.segments import rfm_features
+from crmstream.schemas import Purchase
+from crmstream.streams.settings import Settings
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def day(n: float) -> datetime:
+    return START + timedelta(days=n)
+
+
+class Recording(PurchasePropensity):
+    """Records every label the hazard learns as (customer features' t, label)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.taught: list[tuple[float, float, bool]] = []
+
+    def _learn(self, x, y):
+        self.taught.append((x["orders"], x["t"], y))
+        super()._learn(x, y)
+
+
+def test_a_purchase_labels_its_period_positive_when_the_period_closes():
+    model = Recording(horizon_days=90, period_days=30)
+    model.learn_purchase("c1", day(0), 10.0)
+    model.learn_purchase("c1", day(45), 10.0)
+    # Period 0 (days 0-30) closed empty at day 30: a negative, learned by day 45.
+    assert model.taught == [(1.0, 0.0, False)]
+    # The purchase falls in period 1 (days 30-60): positive, learned when it closes.
+    model.advance(to_days(day(59.9)))
+    assert len(model.taught) == 1
+    model.advance(to_days(day(60)))
+    assert model.taught == [(1.0, 0.0, False), (1.0, 30.0, True)]
+    # The snapshot of day 0 resolved positive within its 90-day horizon.
+    assert model.outcomes == {True: 1}
+
+
+def test_a_customer_who_never_returns_teaches_one_negative_per_period_then_stops():
+    model = Recording(horizon_days=90, period_days=30, max_periods=4)
+    model.learn_purchase("gone", day(0), 10.0)
+    model.learn_purchase("other", day(400), 10.0)  # moves the event-time clock on
+    gone = [(t, y) for orders, t, y in model.taught]
+    assert gone == [(0.0, False), (30.0, False), (60.0, False), (90.0, False)]
+    assert model.outcomes == {False: 1}  # its horizon passed without a purchase
+    assert "gone" not in model.pending and "gone" in model.histories
+
+
+def test_the_clock_is_event_time_and_never_goes_back():
+    model = Recording(horizon_days=90, period_days=30)
+    model.learn_purchase("c1", day(0), 10.0)
+    model.learn_purchase("c2", day(100), 10.0)
+    taught = len(model.taught)
+    model.learn_purchase("c3", day(10), 10.0)  # late event: nothing is unlearned
+    assert model.clock == to_days(day(100)) and len(model.taught) >= taught
+
+
+def test_a_late_purchase_does_not_relabel_a_period_already_learned_negative():
+    model = Recording(horizon_days=90, period_days=30)
+    model.learn_purchase("c1", day(0), 10.0)
+    model.learn_purchase("c2", day(40), 10.0)  # period 0 of c1 closes empty
+    model.learn_purchase("c1", day(20), 10.0)  # arrives late, in that period
+    model.advance(to_days(day(200)))
+    assert (1.0, 0.0, True) not in model.taught
+    assert model.taught.count((1.0, 0.0, False)) == 1 + 1  # c1, and later c2
+
+
+def test_labels_due_together_are_not_grouped_by_label():
+    model = Recording(horizon_days=30, period_days=10)
+    for n in range(200):
+        model.learn_purchase(f"c{n}", day(0), 10.0)
+        if n % 2:
+            model.learn_purchase(f"c{n}", day(5), 10.0)
+    model.advance(to_days(day(10)))
+    labels = [y for _, t, y in model.taught if t == 0.0]
+    assert sorted(labels) != labels and sorted(labels, reverse=True) != labels
+
+
+def test_the_score_follows_the_asked_horizon():
+    history_stream = [(f"c{n % 50}", day(n * 0.7), 20.0) for n in range(2000)]
+    short, long = PurchasePropensity(horizon_days=30), PurchasePropensity(horizon_days=365)
+    for model in (short, long):
+        for customer, at, amount in history_stream:
+            model.learn_purchase(customer, at, amount)
+    now = day(1500)
+    assert short.predict_customer("c1", now) < long.predict_customer("c1", now)
+
+
+def test_invalid_horizon_is_refused():
+    with pytest.raises(ValueError, match="positive"):
+        PurchasePropensity(horizon_days=0)
+
+
+def purchases(n: int, seed: int = 3) -> list[Purchase]:
+    rng = random.Random(seed)
+    return [
+        Purchase(
+            event_id=f"e{i}",
+            customer_id=f"c{rng.randrange(80)}",
+            occurred_at=day(i * 0.25),
+            amount=round(rng.lognormvariate(3.3, 0.7), 2),
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_restored_checkpoint_predicts_and_learns_exactly_as_the_original():
+    stream = purchases(3000)
+    original = Settings().purchase_models()
+    for purchase in stream[:2000]:
+        learn_purchase(original, purchase, purchase.amount, None)
+    restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def predictions(models) -> list[float]:
+        out = []
+        for customer in sorted(models["propensity"].histories):
+            out.append(models["propensity"].predict_customer(customer, day(800)))
+        for gap in (0.0, 3.0, 60.0):
+            out.append(models["segments"].predict_one(rfm_features(gap, 4, 150.0)))
+            out.append(models["anomaly"].score_one(purchase_features(900.0, 9, 4, 150.0, gap)))
+        return out
+
+    assert predictions(restored) == predictions(original)
+    for purchase in stream[2000:]:
+        learn_purchase(original, purchase, purchase.amount, None)
+        learn_purchase(restored, purchase, purchase.amount, None)
+    assert predictions(restored) == predictions(original)
+    assert restored["propensity"].quality() == original["propensity"].quality()
+    assert restored["segments"].sizes == original["segments"].sizes
+
+
+def test_customer_features_of_a_one_time_buyer():
+    x = customer_features(History(1, 25.0, 10.0, 10.0), 7.0)
+    assert (x["orders"], x["mean_gap"], x["tenure"], x["t"]) == (1.0, 0.0, 0.0, 7.0)
