@@ -19,6 +19,7 @@ from crmstream.models.anomaly import purchase_features
 from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile, apply_purchase
 from crmstream.models.propensity import History, to_days
+from crmstream.models.purchase_models import learn_purchase, units
 from crmstream.models.segments import rfm_features
 from crmstream.schemas import InvalidEvent, Purchase
 from crmstream.streams import topics
@@ -34,30 +35,6 @@ def check_currency(runtime: Runtime, purchase: Purchase) -> None:
         runtime.currencies.to_base(0.0, purchase.currency)
     except UnsupportedCurrency as exc:
         raise InvalidEvent("unsupported_currency", str(exc), "$.currency") from None
-
-
-def units(purchase: Purchase) -> int:
-    """Units bought: the items' quantities, or 1 for a purchase without items."""
-    return sum(item.quantity for item in purchase.items) if purchase.items else 1
-
-
-def learn_purchase(
-    models: dict[str, Any], purchase: Purchase, amount: float, sentiment: float | None
-) -> None:
-    """Teach a partition's purchase models one purchase (``amount`` in the base currency).
-
-    The customer's history before the purchase is the propensity model's own, so learning
-    needs nothing but the event (and the customer's sentiment, when known).
-    """
-    customer_id = purchase.customer_id
-    propensity = models["propensity"]
-    before = propensity.histories.get(customer_id)
-    at = to_days(purchase.occurred_at)
-    gap = max(at - before.last, 0.0) if before else 0.0
-    orders, revenue = (before.orders, before.revenue) if before else (0, 0.0)
-    models["anomaly"].learn_one(purchase_features(amount, units(purchase), orders, revenue, gap))
-    models["segments"].learn_one(customer_id, rfm_features(gap, orders + 1, revenue + amount))
-    propensity.learn_purchase(customer_id, purchase.occurred_at, amount, sentiment)
 
 
 def register(app: faust.App, runtime: Runtime) -> None:

@@ -436,9 +436,7 @@ class PurchasePropensity(base.Estimator):
         return {
             "resolved": resolved,
             "resolved_positive": self.outcomes[True],
-            "rolling_auc": round(self.rolling_auc.get(), 4)
-            if all(self.outcomes.values()) and len(self.outcomes) == 2
-            else None,
+            "rolling_auc": round(self.rolling_auc.get(), 4) if len(self.outcomes) == 2 else None,
             "rolling_log_loss": round(self.rolling_log_loss.get(), 4) if resolved else None,
             "period_auc": round(self.period_auc.get(), 4) if len(self.labels) == 2 else None,
             "period_log_loss": round(self.period_log_loss.get(), 4) if self.labels else None,

@@ -24,8 +24,10 @@ tenth of customers finds positives three times as often as contacting customers 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -253,6 +255,26 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     return lines
 
 
+@contextmanager
+def _figure(path: Path) -> Iterator[Any]:
+    """Axes of a new figure, saved to ``path`` and closed when the block ends.
+
+    matplotlib's Agg backend is selected first, so no display is ever needed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=_FIGSIZE)
+    try:
+        yield ax
+        fig.tight_layout()
+        fig.savefig(path, dpi=_DPI)
+    finally:
+        plt.close(fig)
+
+
 def write_report(
     out_dir: Path,
     title: str,
@@ -290,77 +312,63 @@ def write_report(
     Path
         The path of ``report.md``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     lifts = {name: lift_by_decile(truth, scores) for name, (truth, scores) in results.items()}
 
-    fig, ax = plt.subplots(figsize=_FIGSIZE)
-    for name, (truth, scores) in results.items():
-        truth_array, values = _validated(truth, scores)
-        fpr, tpr, _ = roc_curve(truth_array, values)
-        auc = roc_auc_score(truth_array, values)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
-    ax.set(
-        xlabel="False positive rate",
-        ylabel="True positive rate",
-        title="ROC curves",
-        xlim=(-0.01, 1.01),
-        ylim=(-0.01, 1.01),
-    )
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "roc.png", dpi=_DPI)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=_FIGSIZE)
-    for name, (truth, scores) in results.items():
-        table = calibration_table(truth, scores)
-        ax.plot(
-            [row["mean_score"] for row in table],
-            [row["positive_rate"] for row in table],
-            marker="o",
-            label=name,
+    with _figure(out_dir / "roc.png") as ax:
+        for name, (truth, scores) in results.items():
+            truth_array, values = _validated(truth, scores)
+            fpr, tpr, _ = roc_curve(truth_array, values)
+            auc = roc_auc_score(truth_array, values)
+            ax.plot(fpr, tpr, label=f"{name} (AUC {auc:.3f})")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="random")
+        ax.set(
+            xlabel="False positive rate",
+            ylabel="True positive rate",
+            title="ROC curves",
+            xlim=(-0.01, 1.01),
+            ylim=(-0.01, 1.01),
         )
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
-    ax.set(
-        xlabel="Mean score in bin",
-        ylabel="Observed positive rate",
-        title="Reliability diagram",
-        xlim=(-0.02, 1.02),
-        ylim=(-0.02, 1.02),
-    )
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(out_dir / "calibration.png", dpi=_DPI)
-    plt.close(fig)
+        ax.legend(loc="lower right")
 
-    fig, ax = plt.subplots(figsize=_FIGSIZE)
-    width = 0.8 / max(len(lifts), 1)
-    for position, (name, table) in enumerate(lifts.items()):
-        offset = (position - (len(lifts) - 1) / 2) * width
-        ax.bar(
-            [row["decile"] + offset for row in table],
-            [row["lift"] for row in table],
-            width=width,
-            label=name,
+    with _figure(out_dir / "calibration.png") as ax:
+        for name, (truth, scores) in results.items():
+            table = calibration_table(truth, scores)
+            ax.plot(
+                [row["mean_score"] for row in table],
+                [row["positive_rate"] for row in table],
+                marker="o",
+                label=name,
+            )
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+        ax.set(
+            xlabel="Mean score in bin",
+            ylabel="Observed positive rate",
+            title="Reliability diagram",
+            xlim=(-0.02, 1.02),
+            ylim=(-0.02, 1.02),
         )
-    ax.axhline(1.0, linestyle="--", color="grey", label="random")
-    ax.set(
-        xlabel="Decile (1 = highest scores)",
-        ylabel="Lift (positive rate / overall rate)",
-        title="Lift by decile",
-        xticks=range(1, 11),
-    )
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(out_dir / "lift.png", dpi=_DPI)
-    plt.close(fig)
+        ax.legend(loc="upper left")
+
+    with _figure(out_dir / "lift.png") as ax:
+        width = 0.8 / max(len(lifts), 1)
+        for position, (name, table) in enumerate(lifts.items()):
+            offset = (position - (len(lifts) - 1) / 2) * width
+            ax.bar(
+                [row["decile"] + offset for row in table],
+                [row["lift"] for row in table],
+                width=width,
+                label=name,
+            )
+        ax.axhline(1.0, linestyle="--", color="grey", label="random")
+        ax.set(
+            xlabel="Decile (1 = highest scores)",
+            ylabel="Lift (positive rate / overall rate)",
+            title="Lift by decile",
+            xticks=range(1, 11),
+        )
+        ax.legend(loc="upper right")
 
     lines = [f"# {title}", ""]
     lines.extend(f"- **{key}**: {value}" for key, value in summary.items())

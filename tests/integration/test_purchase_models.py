@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmstream.agents.purchases import learn_purchase
 from crmstream.models.anomaly import purchase_features
+from crmstream.models.purchase_models import learn_purchase
 from crmstream.schemas import Purchase, decode
 from crmstream.streams import topics
 from crmstream.streams.cli import main

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmstream.agents.purchases import learn_purchase
 from crmstream.models.anomaly import purchase_features
 from crmstream.models.propensity import History, PurchasePropensity, customer_features, to_days
+from crmstream.models.purchase_models import learn_purchase
 from crmstream.models.segments import rfm_features
 from crmstream.schemas import Purchase
 from crmstream.streams.settings import Settings
