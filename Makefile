@@ -33,7 +33,7 @@ bench: $(STAMP)
 
 # Regenerate schemas/json/*.json and schemas/asyncapi.yaml from the msgspec records.
 contracts: $(STAMP)
-	$(BIN)/python -m crmstream.streams.contracts
+	$(BIN)/python -m crmstream.streams.tools.contracts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -27,9 +27,9 @@ from kafka import KafkaConsumer, TopicPartition
 
 from crmstream.schemas import Alert, ChatMessage
 from crmstream.streams import topics
-from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.profiles import profile_key
-from crmstream.streams.publisher import Publisher
+from crmstream.streams.tools.publisher import Publisher
 
 CALM = ["Thanks, that helps", "Where can I find the invoice?", "Ok, I will wait for the courier"]
 ANGRY = "This is terrible, awful service. I hate it."

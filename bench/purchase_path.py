@@ -24,10 +24,10 @@ import psutil
 import redis
 
 from crmstream.streams import topics
-from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack
+from crmstream.streams.dev.traffic import SyntheticShop
 from crmstream.streams.profiles import CUSTOMERS_KEY, profile_key
-from crmstream.streams.publisher import Publisher
-from crmstream.streams.traffic import SyntheticShop
+from crmstream.streams.tools.publisher import Publisher
 
 BASELINE_KEY = "bench:baseline:count"
 

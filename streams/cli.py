@@ -22,7 +22,7 @@ from crmstream.streams.settings import Settings
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from crmstream.streams.embedded import EmbeddedStack
+    from crmstream.streams.dev.embedded import EmbeddedStack
 
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -47,7 +47,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from crmstream.streams.publisher import Publisher
+    from crmstream.streams.tools.publisher import Publisher
 
     settings = Settings()
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
@@ -63,7 +63,7 @@ def _publish(args: argparse.Namespace) -> int:
 def _deadletter_list(args: argparse.Namespace) -> int:
     import msgspec
 
-    from crmstream.streams.replay import dead_letters, parse_since
+    from crmstream.streams.tools.replay import dead_letters, parse_since
 
     settings = Settings()
     try:
@@ -98,7 +98,7 @@ def _excerpt(text: str, width: int = 160) -> str:
 
 
 def _deadletter_replay(args: argparse.Namespace) -> int:
-    from crmstream.streams.replay import replay_fixed, replay_pending
+    from crmstream.streams.tools.replay import replay_fixed, replay_pending
 
     settings = Settings()
     if args.fix:
@@ -145,7 +145,7 @@ def _profile(args: argparse.Namespace) -> int:
 
 def _models(args: argparse.Namespace) -> int:
     from crmstream.streams.profiles import ProfileStore
-    from crmstream.streams.quality import read_quality
+    from crmstream.streams.tools.quality import read_quality
 
     settings = Settings()
 
@@ -213,13 +213,13 @@ def _figure(value: float | None) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from crmstream.streams.demo import run_demo
+    from crmstream.streams.dev.demo import run_demo
 
     return run_demo(seconds=args.seconds, rate=args.rate, customers=args.customers)
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from crmstream.streams.backfill import (
+    from crmstream.streams.tools.backfill import (
         BackfillError,
         backfill,
         event_order,
@@ -228,7 +228,7 @@ def _backfill(args: argparse.Namespace) -> int:
         parse_mapping,
         to_purchases,
     )
-    from crmstream.streams.publisher import Publisher
+    from crmstream.streams.tools.publisher import Publisher
 
     try:
         if args.source == "cdnow":
@@ -268,7 +268,7 @@ def _backfill(args: argparse.Namespace) -> int:
 def _evaluate_sentiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from crmstream.streams.evaluate import DataError, run
+    from crmstream.streams.evaluation.sentiment import DataError, run
 
     try:
         return run(Path(args.train), Path(args.test), as_json=args.json)
@@ -280,7 +280,7 @@ def _evaluate_sentiment(args: argparse.Namespace) -> int:
 def _evaluate_propensity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from crmstream.streams.propensity_eval import run
+    from crmstream.streams.evaluation.propensity import run
 
     return run(
         args.calibration_end,
@@ -315,7 +315,7 @@ def _positive_days(text: str) -> int:
 def _datasets_sentiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from crmstream.streams.datasets import (
+    from crmstream.streams.datasets.reviews import (
         DEFAULT_CACHE_DIR,
         DatasetError,
         write_sentiment_datasets,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack
 from tests.helpers import WorkerProcess
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 
-from crmstream.streams import topicreader
+from crmstream.streams.tools import topicreader
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2):

@@ -15,7 +15,7 @@ from kafka.admin import NewTopic
 
 from crmstream.schemas import Purchase, decode
 from crmstream.streams import topics
-from crmstream.streams.backfill import load_cdnow, to_purchases
+from crmstream.streams.tools.backfill import load_cdnow, to_purchases
 from tests.helpers import read_topic
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from crmstream.models.sentiment import vader_score
 from crmstream.schemas import Alert, ChatMessage, Feedback, Purchase
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.publisher import Publisher
+from crmstream.streams.tools.publisher import Publisher
 from tests.helpers import read_topic, wait_until
 
 pytestmark = pytest.mark.integration

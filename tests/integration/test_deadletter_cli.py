@@ -14,8 +14,8 @@ import pytest
 from crmstream.schemas import DeadLetterRecord
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.publisher import Publisher
-from crmstream.streams.replay import dead_letters
+from crmstream.streams.tools.publisher import Publisher
+from crmstream.streams.tools.replay import dead_letters
 from tests.helpers import read_topic, wait_until
 
 pytestmark = pytest.mark.integration

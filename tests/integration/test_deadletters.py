@@ -17,8 +17,8 @@ import pytest
 from crmstream.schemas import ChatMessage, Feedback, Purchase
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.publisher import Publisher
-from crmstream.streams.replay import dead_letters
+from crmstream.streams.tools.publisher import Publisher
+from crmstream.streams.tools.replay import dead_letters
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
-from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack
 
 pytestmark = pytest.mark.integration
 

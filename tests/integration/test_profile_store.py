@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from crmstream.models.profile import Profile
-from crmstream.streams.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.profiles import Delivery, ProfileStore, profile_key
 from crmstream.streams.sink import Output
 

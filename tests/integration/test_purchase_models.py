@@ -17,10 +17,10 @@ from crmstream.schemas import Purchase, decode
 from crmstream.streams import topics
 from crmstream.streams.cli import main
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.publisher import Publisher
-from crmstream.streams.quality import read_quality
 from crmstream.streams.replicas import checkpoint_key
 from crmstream.streams.settings import Settings
+from crmstream.streams.tools.publisher import Publisher
+from crmstream.streams.tools.quality import read_quality
 from tests.helpers import committed_total, read_topic, wait_until
 
 pytestmark = pytest.mark.integration

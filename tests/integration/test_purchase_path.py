@@ -14,7 +14,7 @@ from crmstream.models.tiers import TierPolicy
 from crmstream.schemas import Purchase, TierChange
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.publisher import Publisher
+from crmstream.streams.tools.publisher import Publisher
 from tests.helpers import committed_total, read_topic, wait_until
 
 pytestmark = pytest.mark.integration

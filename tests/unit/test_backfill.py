@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crmstream.schemas import Purchase, decode, encode
-from crmstream.streams.backfill import (
+from crmstream.streams.tools.backfill import (
     BackfillError,
     cdnow_path,
     load_cdnow,

@@ -2,7 +2,7 @@
 
 Publishers in other languages validate against ``schemas/json/*.json`` and read
 ``schemas/asyncapi.yaml``; the worker validates with msgspec. These tests check that the
-committed files are what ``python -m crmstream.streams.contracts`` generates now, and that
+committed files are what ``python -m crmstream.streams.tools.contracts`` generates now, and that
 the JSON Schema accepts and rejects the same events as :func:`crmstream.schemas.decode`.
 """
 
@@ -37,13 +37,15 @@ from crmstream.schemas import (
     encode,
 )
 from crmstream.schemas.inputs import MAX_MONEY, MAX_TEXT
-from crmstream.streams import contracts, topics
+from crmstream.streams import topics
 from crmstream.streams.deadletter import deadletter_headers
+from crmstream.streams.tools import contracts
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 REGENERATE = (
     "the committed contract files are stale: run `make contracts` "
-    "(python -m crmstream.streams.contracts) and commit schemas/json/ and schemas/asyncapi.yaml"
+    "(python -m crmstream.streams.tools.contracts) and commit schemas/json/ and "
+    "schemas/asyncapi.yaml"
 )
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 

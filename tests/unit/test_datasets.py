@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crmstream.streams import datasets
 from crmstream.streams.cli import main
-from crmstream.streams.datasets import (
+from crmstream.streams.datasets import reviews as datasets
+from crmstream.streams.datasets.reviews import (
     VADER_VERSION,
     DatasetError,
     load_fine_food,

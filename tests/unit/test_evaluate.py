@@ -11,7 +11,7 @@ import pytest
 
 from crmstream.models.sentiment import vader_score
 from crmstream.streams.cli import main
-from crmstream.streams.evaluate import (
+from crmstream.streams.evaluation.sentiment import (
     DataError,
     Example,
     classification_metrics,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from crmstream.streams.cli import main
-from crmstream.streams.propensity_eval import (
+from crmstream.streams.evaluation.propensity import (
     FEATURES,
     MODELS,
     EvaluationError,

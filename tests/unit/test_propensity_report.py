@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crmstream.streams.propensity_report import (
+from crmstream.streams.evaluation.report import (
     binary_metrics,
     calibration_table,
     lift_by_decile,

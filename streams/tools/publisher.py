@@ -3,7 +3,7 @@
 :class:`Publisher` validates every event against the topic's contract before sending, so
 a publisher learns at once what the worker would otherwise dead-letter::
 
-    from crmstream.streams.publisher import Publisher
+    from crmstream.streams.tools.publisher import Publisher
 
     with Publisher(["kafka:9092"]) as publisher:
         publisher.publish("crm.purchases", {

@@ -18,10 +18,10 @@ import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from crmstream.streams import topics
-from crmstream.streams.embedded import EmbeddedStack, die_with_parent
+from crmstream.streams.dev.embedded import EmbeddedStack, die_with_parent
+from crmstream.streams.dev.traffic import SyntheticShop
 from crmstream.streams.profiles import CUSTOMERS_KEY
-from crmstream.streams.publisher import Publisher
-from crmstream.streams.traffic import SyntheticShop
+from crmstream.streams.tools.publisher import Publisher
 
 
 @dataclass

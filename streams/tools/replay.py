@@ -24,8 +24,8 @@ from kafka.structs import OffsetAndMetadata
 
 from crmstream.schemas import DeadLetterReason, DeadLetterRecord, DeadLetterSource, InvalidEvent
 from crmstream.streams import topics
-from crmstream.streams.publisher import Publisher, validate
-from crmstream.streams.topicreader import read_topic
+from crmstream.streams.tools.publisher import Publisher, validate
+from crmstream.streams.tools.topicreader import read_topic
 
 REPLAY_HEADER = "crm.replay.of"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

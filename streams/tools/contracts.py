@@ -8,7 +8,7 @@ use, committed under ``schemas/``:
 * ``schemas/asyncapi.yaml``: an AsyncAPI 3.0 document naming every topic, its key, its
   payload (by reference to the JSON Schema files) and, for dead letters, its headers.
 
-``python -m crmstream.streams.contracts`` (``make contracts``) rewrites them;
+``python -m crmstream.streams.tools.contracts`` (``make contracts``) rewrites them;
 ``--check`` only reports stale files. ``tests/unit/test_contracts.py`` fails while the
 committed files differ from what this module generates.
 """
@@ -71,7 +71,7 @@ publishes alerts, tier changes and marketing triggers. Records it rejects go, un
 `crm.deadletter`.
 
 Payload schemas are the JSON Schema files in `./json/`, generated from the msgspec records in
-`crmstream.schemas` by `python -m crmstream.streams.contracts` (`make contracts`). Do not edit
+`crmstream.schemas` by `python -m crmstream.streams.tools.contracts` (`make contracts`). Do not edit
 this file by hand.
 """
 
@@ -291,7 +291,7 @@ def default_directory() -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the contract files, or with ``--check`` list stale ones and return 1."""
     parser = argparse.ArgumentParser(
-        prog="python -m crmstream.streams.contracts",
+        prog="python -m crmstream.streams.tools.contracts",
         description="Generate schemas/json/*.json and schemas/asyncapi.yaml.",
     )
     parser.add_argument(

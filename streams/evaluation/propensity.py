@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from crmstream.models.propensity import METRICS_WINDOW, PurchasePropensity, to_days
-from crmstream.streams.backfill import BackfillError, event_order, load_cdnow
-from crmstream.streams.propensity_report import binary_metrics, write_report
+from crmstream.streams.evaluation.report import binary_metrics, write_report
+from crmstream.streams.tools.backfill import BackfillError, event_order, load_cdnow
 
 __all__ = [
     "BASELINES",
@@ -111,7 +111,7 @@ class PropensityEvaluation:
         Each model's score of each customer (probability of buying within the horizon),
         in :data:`MODELS` order.
     metrics
-        Each model's :func:`~crmstream.streams.propensity_report.binary_metrics`.
+        Each model's :func:`~crmstream.streams.evaluation.report.binary_metrics`.
     summary
         Facts about the run for the report, in order.
     online_quality
