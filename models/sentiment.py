@@ -16,11 +16,11 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from importlib import resources
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from river import compose, feature_extraction, linear_model, optim, preprocessing
+
+from crmstream.models.vader import load_fast_vader, vader_lexicon_path
 
 if TYPE_CHECKING:
     from nltk.sentiment.vader import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
@@ -32,18 +32,6 @@ NEUTRAL = 0.05
 #: positive; those in between teach nothing.
 NEGATIVE_UP_TO = 2
 POSITIVE_FROM = 4
-
-
-def vader_lexicon_path() -> Path:
-    """Return the path of ``vader_lexicon.txt`` inside the installed ``vaderSentiment`` package.
-
-    Examples
-    --------
-    >>> path = vader_lexicon_path()
-    >>> path.name, path.is_file()
-    ('vader_lexicon.txt', True)
-    """
-    return Path(str(resources.files("vaderSentiment").joinpath("vader_lexicon.txt")))
 
 
 @functools.cache
@@ -82,7 +70,7 @@ def vader_score(text: str) -> float:
     >>> vader_score("The parcel arrived smashed")  # VADER does not know this is bad
     0.0
     """
-    return float(load_vader().polarity_scores(text)["compound"])
+    return load_fast_vader().compound(text)
 
 
 def rating_label(rating: int) -> bool | None:
@@ -114,13 +102,8 @@ def text_features(text: str) -> dict[str, Any]:
     >>> features["vader"], features["vader_pos"], features["vader_neg"]
     (-0.81, 0.132, 0.482)
     """
-    scores = load_vader().polarity_scores(text)
-    return {
-        "text": text,
-        "vader": scores["compound"],
-        "vader_pos": scores["pos"],
-        "vader_neg": scores["neg"],
-    }
+    compound, pos, neg = load_fast_vader().compound_pos_neg(text)
+    return {"text": text, "vader": compound, "vader_pos": pos, "vader_neg": neg}
 
 
 def log_counts(counts: dict[str, float]) -> dict[str, float]:

@@ -19,6 +19,10 @@ Nothing here is copied into the repository; both sources come from packages:
 Each loader returns a DataFrame with columns ``text``, ``label`` (``"positive"`` or
 ``"negative"``) and ``group`` (the review or product a text belongs to, so that a split
 never puts parts of one review on both sides).
+
+:func:`load_vader_corpora` reads, unlabelled, all four human-rated corpora of the VADER
+paper from the same tarball (tweets, movie reviews, Amazon reviews, NYT editorials: 23,703
+sentences): the text on which ``models/vader.py`` is checked against NLTK and timed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ SOURCES: tuple[str, ...] = ("vader-amazon", "fine-food", "both")
 
 _RESOURCES = "additional_resources/hutto_ICWSM_2014.tar.gz"
 _SNIPPETS = "amazonReviewSnippets_GroundTruth.txt"
+
+#: The human-rated corpora of the VADER paper: name and file in ``hutto_ICWSM_2014.tar.gz``.
+VADER_CORPORA: dict[str, str] = {
+    "tweets": "tweets_GroundTruth.txt",
+    "movie-reviews": "movieReviewSnippets_GroundTruth.txt",
+    "amazon-reviews": _SNIPPETS,
+    "nyt-editorials": "nytEditorialSnippets_GroundTruth.txt",
+}
+
 _TAGS = re.compile(r"<[^>]{0,40}>")
 
 
@@ -140,6 +153,62 @@ def read_vader_amazon(sdist: Path) -> pd.DataFrame:
     )
     frame["text"] = frame["text"].str.strip()
     return frame[frame["text"] != ""].reset_index(drop=True)
+
+
+def parse_ground_truth(content: str) -> list[tuple[str, float, str]]:
+    r"""Parse a ``*_GroundTruth.txt`` file: ``id<TAB>mean rating<TAB>sentence`` per line.
+
+    Sentences are kept as written (only the line ending is removed); blank lines are skipped.
+
+    Examples
+    --------
+    >>> parse_ground_truth("1\t2.5\tGreat movie!\r\n2\t-1.0\tMeh. \r\n")
+    [('1', 2.5, 'Great movie!'), ('2', -1.0, 'Meh. ')]
+    >>> try:
+    ...     parse_ground_truth("1\tno rating")
+    ... except DatasetError as error:
+    ...     print(error)
+    line 1 is not id, mean rating, sentence
+    """
+    rows = []
+    for number, line in enumerate(content.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        fields = line.split("\t", 2)
+        try:
+            rows.append((fields[0], float(fields[1]), fields[2]))
+        except (IndexError, ValueError):
+            raise DatasetError(f"line {number} is not id, mean rating, sentence") from None
+    return rows
+
+
+def load_vader_corpora(cache_dir: Path = DEFAULT_CACHE_DIR) -> pd.DataFrame:
+    """All sentences of the four human-rated corpora of the VADER paper, in file order.
+
+    Reads :data:`VADER_CORPORA` from the source distribution (downloaded once by
+    :func:`vader_sdist`) and returns columns ``corpus`` (a key of :data:`VADER_CORPORA`),
+    ``id``, ``mean`` (the mean human rating, -4..+4) and ``text``.
+    """
+    sdist = vader_sdist(cache_dir)
+    try:
+        with tarfile.open(sdist, "r:gz") as outer:
+            resources = _read_member(outer, _RESOURCES, str(sdist))
+            with tarfile.open(fileobj=io.BytesIO(resources), mode="r:gz") as inner:
+                contents = {
+                    corpus: _read_member(inner, name, f"{_RESOURCES} in {sdist}")
+                    for corpus, name in VADER_CORPORA.items()
+                }
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read {sdist}: {exc}") from exc
+    rows = []
+    for corpus, raw in contents.items():
+        try:
+            parsed = parse_ground_truth(raw.decode("utf-8-sig"))
+        except (UnicodeDecodeError, DatasetError) as exc:
+            raise DatasetError(f"{VADER_CORPORA[corpus]} in {sdist}: {exc}") from exc
+        rows.extend((corpus, *row) for row in parsed)
+    return pd.DataFrame(rows, columns=["corpus", "id", "mean", "text"])
 
 
 def label_vader_amazon(snippets: pd.DataFrame) -> pd.DataFrame:
