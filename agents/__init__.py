@@ -1,4 +1,4 @@
-"""Thin Faust agents: read a topic, call models/, write through streams/ stores, send outputs.
+"""Thin Faust agents: read topics, call models/, write through streams/ stores, send outputs.
 
 Each module defines ``register(app, runtime)``; :func:`register_all` is what the app
 factory calls.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import faust
 
-from crmstream.agents import chats, feedback, purchases
-from crmstream.streams.app import Runtime
+from crmstream.agents import customer_events
+from crmstream.streams.runtime import Runtime
 
-MODULES = (purchases, chats, feedback)
+MODULES = (customer_events,)
 
 
 def register_all(app: faust.App, runtime: Runtime) -> None:

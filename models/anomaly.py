@@ -61,7 +61,7 @@ class PurchaseAnomaly(base.Estimator):
     >>> for n in range(2000):
     ...     x = purchase_features(rng.lognormvariate(3.5, 0.5), rng.randint(1, 3), 5, 170.0,
     ...                           rng.expovariate(1 / 20))
-    ...     _ = detector.learn_one(x)
+    ...     detector.learn_one(x)
     >>> detector.is_anomaly(detector.score_one(purchase_features(40.0, 2, 5, 170.0, 12.0)))
     False
     >>> detector.is_anomaly(detector.score_one(purchase_features(9000.0, 200, 5, 170.0, 0.0)))
@@ -100,16 +100,15 @@ class PurchaseAnomaly(base.Estimator):
         """Whether ``score`` raises an alert (never during the warm-up)."""
         return self.seen >= self.warmup and score >= self.threshold
 
-    def learn_one(self, x: dict[str, float]) -> float:
-        """Score a purchase (prequentially), then learn from it; returns the score."""
-        score = self.score_one(x)
-        flagged = self.is_anomaly(score)
+    def learn_one(self, x: dict[str, float]) -> None:
+        """Learn from a purchase, counting whether it scored as an anomaly beforehand
+        (prequentially) for :meth:`rate`."""
+        flagged = self.is_anomaly(self.score_one(x))
         if self.seen >= self.warmup:
             self.flagged += flagged
             self._recent.update(float(flagged))
         self.trees.learn_one(x)
         self.seen += 1
-        return score
 
     def rate(self) -> float:
         """Share of the last 1,000 purchases after the warm-up that scored as anomalies."""

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import msgspec
 
+from crmstream.models.customer_state import CustomerModelState
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Tier, TierChange, deterministic_id
@@ -25,6 +26,8 @@ class Profile(msgspec.Struct, kw_only=True):
     their latest purchase (:mod:`crmstream.models.propensity`); ``segment`` their online
     k-means segment (:mod:`crmstream.models.segments`); ``last_purchase_anomaly`` how
     unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`).
+    ``model_state`` is what the purchase models keep of the customer
+    (:mod:`crmstream.models.customer_state`).
     """
 
     customer_id: str
@@ -50,6 +53,7 @@ class Profile(msgspec.Struct, kw_only=True):
     purchase_propensity: float | None = None
     segment: int | None = None
     last_purchase_anomaly: float | None = None
+    model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
 
     @property
     def clv(self) -> float:

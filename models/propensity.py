@@ -39,14 +39,16 @@ ROC AUC and log loss).
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import zlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
+import msgspec
 from river import base, linear_model, metrics, optim, utils
 
 DAY = 86400.0
@@ -174,20 +176,29 @@ class PeriodHazard(base.Classifier):
         """The index of the period that starts ``t`` days after the last purchase."""
         return min(int(t // self.period_days), self.max_periods - 1)
 
+    @staticmethod
+    def _feature(x: dict[str, float], name: str, default: float = 0.0) -> float:
+        # A missing feature takes its neutral value (River's contract: features may
+        # appear and disappear); negative values are clamped where a log needs them.
+        return max(float(x.get(name, default)), 0.0)
+
     def _transform(self, x: dict[str, float], period: int) -> dict[str, float]:
-        orders = math.log(max(x["orders"], 1.0)) / 3
-        gap = math.log1p(x["mean_gap"]) / 6
-        tenure = math.log1p(x["tenure"]) / 6
-        elapsed = math.log1p(x["t"]) / 6
-        group = min(int(x["orders"]), 6)
-        age = x["tenure"] + x["t"]
+        n = max(self._feature(x, "orders", 1.0), 1.0)
+        mean_gap, tenure_days = self._feature(x, "mean_gap"), self._feature(x, "tenure")
+        t, mean_value = self._feature(x, "t"), self._feature(x, "mean_value")
+        orders = math.log(n) / 3
+        gap = math.log1p(mean_gap) / 6
+        tenure = math.log1p(tenure_days) / 6
+        elapsed = math.log1p(t) / 6
+        group = min(int(n), 6)
+        age = tenure_days + t
         return {
             "orders": orders,
-            "mean_value": math.log1p(x["mean_value"]) / 5,
+            "mean_value": math.log1p(mean_value) / 5,
             "tenure": tenure,
             "mean_gap": gap,
-            "sentiment": x["sentiment"],
-            "repeat": float(x["orders"] > 1),
+            "sentiment": float(x.get("sentiment", 0.0)),
+            "repeat": float(n > 1),
             f"period={period}": 1.0,
             f"period={period}*orders": orders,
             f"orders={group}": 1.0,
@@ -196,20 +207,20 @@ class PeriodHazard(base.Classifier):
             "t*mean_gap": elapsed * gap,
             "t*tenure": elapsed * tenure,
             "age": math.log1p(age) / 6,
-            "rate": math.log1p(30.0 * x["orders"] / (age + 1.0)) / 3,
-            "overdue": math.log1p(x["t"] / (x["mean_gap"] + 1.0)) / 3 if x["orders"] > 1 else 0.0,
-            "revenue": math.log1p(x["mean_value"] * x["orders"]) / 6,
+            "rate": math.log1p(30.0 * n / (age + 1.0)) / 3,
+            "overdue": math.log1p(t / (mean_gap + 1.0)) / 3 if n > 1 else 0.0,
+            "revenue": math.log1p(mean_value * n) / 6,
         }
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:  # type: ignore[override]
-        period = self.period(x["t"])
+        period = self.period(self._feature(x, "t"))
         self.regression.learn_one(self._transform(x, period), bool(y))
         self.examples[period] += 1
         if self.examples[period] >= self.min_examples and period > self._known_period:
             self._known_period = period
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:  # type: ignore[override]
-        period = min(self.period(x["t"]), self._known_period)
+        period = min(self.period(self._feature(x, "t")), self._known_period)
         p = self.regression.predict_proba_one(self._transform(x, period))[True]
         return {False: 1.0 - p, True: p}
 
@@ -217,27 +228,305 @@ class PeriodHazard(base.Classifier):
         return self.predict_proba_one(x)[True] >= 0.5
 
 
-@dataclass(slots=True)
-class _Snapshot:
-    """A customer's history at a purchase, waiting for its delayed labels."""
+class Snapshot(msgspec.Struct, array_like=True, frozen=True):
+    """A customer's history at one of their purchases, kept with the customer until its
+    delayed labels are learned (stored in the customer's state, never inside the model).
 
-    seq: int
-    history: History
-    next_period: int
+    ``offset`` is the position of the purchase in its partition (the order of arrival);
+    ``day`` the purchase's event time in days since the epoch; ``score`` the horizon
+    probability given at the purchase, before anything was learned from it.
+    """
+
+    offset: int
+    day: float
+    orders: int
+    revenue: float
+    first: float
+    sentiment: float
     score: float
-    resolved: bool = False
+
+    @property
+    def history(self) -> History:
+        return History(self.orders, self.revenue, self.first, self.day, self.sentiment)
 
 
-# Kinds of scheduled work. Work due at the same time runs in a deterministic pseudo-random
-# order, not grouped by kind or by when it was scheduled: event times are often whole days,
-# and a run of one label followed by a run of the other would bias the learner.
-_POSITIVE, _NEGATIVE, _HORIZON = 0, 1, 2
+class Due(msgspec.Struct, frozen=True):
+    """A delayed label falling due: period ``period`` of a snapshot closes (``-1``: its
+    horizon passes) at ``at`` days."""
+
+    at: float
+    period: int
+    customer_id: str
+    offset: int
+    day: float
+
+    def order(self) -> tuple[float, int]:
+        """Sort key: due time, then a deterministic pseudo-random order. Event times are
+        often whole days, and a run of one label followed by a run of the other would bias
+        the learner."""
+        return self.at, zlib.crc32(f"{self.customer_id}:{self.offset}:{self.period}".encode())
 
 
-class PurchasePropensity(base.Estimator):
-    """Online purchase propensity with delayed labels; see the module documentation.
+#: The horizon "period" of a :class:`Due`.
+HORIZON = -1
 
-    Feed it a partition's purchases in order with :meth:`learn_purchase`; ask it with
+
+def next_purchase(snapshots: Sequence[Snapshot], offset: int, before: int) -> Snapshot | None:
+    """The customer's first purchase after the one at ``offset`` that arrived before
+    ``before`` (what had happened when a label is settled), or ``None``.
+
+    Examples
+    --------
+    >>> s = [Snapshot(3, 10.0, 1, 5.0, 10.0, 0.0, 0.5), Snapshot(9, 20.0, 2, 9.0, 10.0, 0.0, 0.6)]
+    >>> next_purchase(s, 3, 10).day, next_purchase(s, 3, 9) is None
+    (20.0, True)
+    """
+    following = [s for s in snapshots if offset < s.offset < before]
+    return min(following, key=lambda s: s.offset) if following else None
+
+
+class PropensityModel(base.Estimator):
+    """The shared part of the propensity model: hazard weights, event-time clock, metrics.
+
+    Its size does not depend on the number of customers, so it is what a partition's
+    checkpoint holds; each customer's :class:`Snapshot` list lives with the customer.
+    Labels are settled by :meth:`settle` from a :class:`Due` and the customer's snapshots,
+    in the order :func:`learn_purchases` gives, so that the worker (snapshots in Redis) and
+    :class:`PurchasePropensity` (snapshots in memory) learn exactly the same labels.
+    """
+
+    def __init__(
+        self,
+        horizon_days: float = 90.0,
+        period_days: float = 30.0,
+        max_periods: int = 12,
+        learning_rate: float = 0.05,
+        min_examples: int = 2000,
+    ) -> None:
+        if horizon_days <= 0 or period_days <= 0:
+            raise ValueError("horizon_days and period_days must be positive")
+        self.horizon_days = horizon_days
+        self.period_days = period_days
+        self.max_periods = max_periods
+        self.learning_rate = learning_rate
+        self.min_examples = min_examples
+        self.hazard = PeriodHazard(period_days, max_periods, learning_rate, min_examples)
+        self.clock = -math.inf
+        self.labels: Counter[bool] = Counter()
+        self.outcomes: Counter[bool] = Counter()
+        self.rolling_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
+        self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
+        self.period_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
+        self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
+
+    @property
+    def window_days(self) -> float:
+        """How long after a purchase its snapshot can still teach something."""
+        return max(self.max_periods * self.period_days, self.horizon_days)
+
+    # -- prediction -------------------------------------------------------------------
+
+    def predict_history(self, history: History, now: float) -> float:
+        """Probability that a customer with ``history`` buys in the horizon after ``now``
+        (days since the epoch)."""
+        start = max(now - history.last, 0.0)
+        end = start + self.horizon_days
+        log_survival = 0.0
+        t = start
+        while t < end:
+            period = int(t // self.period_days)
+            step = min((period + 1) * self.period_days, end) - t
+            x = customer_features(history, period * self.period_days)
+            hazard = min(self.hazard.predict_proba_one(x)[True], 1.0 - 1e-9)
+            log_survival += step / self.period_days * math.log1p(-hazard)
+            t += step
+        return 1.0 - math.exp(log_survival)
+
+    def snapshot(
+        self,
+        previous: Snapshot | None,
+        offset: int,
+        day: float,
+        amount: float,
+        sentiment: float | None,
+    ) -> Snapshot:
+        """The snapshot after a purchase of ``amount`` at ``day``, scored before learning.
+
+        ``previous`` is the customer's latest snapshot (``None`` for a first purchase);
+        ``sentiment`` the customer's sentiment now (``None``: unknown, the previous kept).
+        """
+        if previous is None:
+            history = History.first_purchase(day, amount, sentiment)
+        else:
+            history = previous.history.bought(day, amount, sentiment)
+        score = self.predict_history(history, day)
+        return Snapshot(
+            offset,
+            history.last,
+            history.orders,
+            history.revenue,
+            history.first,
+            history.sentiment,
+            score,
+        )
+
+    # -- delayed labels ---------------------------------------------------------------
+
+    def due(self, customer_id: str, snapshot: Snapshot) -> list[Due]:
+        """Every label a snapshot will settle: one per period, and its horizon."""
+        day = snapshot.day
+        periods = [*range(self.max_periods), HORIZON]
+        return [self.due_at(k, customer_id, snapshot.offset, day) for k in periods]
+
+    def due_at(self, period: int, customer_id: str, offset: int, day: float) -> Due:
+        """The label of period ``period`` (or the horizon, ``-1``) of a snapshot."""
+        delay = self.horizon_days if period == HORIZON else (period + 1) * self.period_days
+        return Due(day + delay, period, customer_id, offset, day)
+
+    def ranges(self, after: float, upto: float) -> list[tuple[int, float, float]]:
+        """Snapshot days ``(lo, hi]`` whose period (or horizon, ``-1``) falls due in
+        ``(after, upto]``: how the worker finds them in a sorted set of snapshot days.
+
+        Examples
+        --------
+        >>> PropensityModel(horizon_days=90, period_days=30, max_periods=2).ranges(100, 110)
+        [(0, 70, 80), (1, 40, 50), (-1, 10, 20)]
+        """
+        out = [
+            (k, after - (k + 1) * self.period_days, upto - (k + 1) * self.period_days)
+            for k in range(self.max_periods)
+        ]
+        out.append((HORIZON, after - self.horizon_days, upto - self.horizon_days))
+        return out
+
+    def settle(self, due: Due, snapshots: Sequence[Snapshot], before: int) -> None:
+        """Learn the label ``due`` stands for, from the customer's ``snapshots`` as they
+        were when the purchase at offset ``before`` arrived.
+
+        A period is positive when the next purchase falls in it, negative when none had
+        fallen in or before it, and teaches nothing once an earlier period had the
+        purchase. The horizon resolves the snapshot's score for the quality metrics.
+        """
+        snapshot = next((s for s in snapshots if s.offset == due.offset), None)
+        if snapshot is None:
+            return  # trimmed from the customer's state: nothing left to settle
+        following = next_purchase(snapshots, due.offset, before)
+        gap = following.day - snapshot.day if following is not None else math.inf
+        if due.period == HORIZON:
+            self._resolve(snapshot.score, gap <= self.horizon_days)
+            return
+        bought_in = gap // self.period_days
+        if bought_in < due.period:
+            return
+        x = customer_features(snapshot.history, due.period * self.period_days)
+        self._learn(x, bought_in == due.period)
+
+    def _learn(self, x: dict[str, float], y: bool) -> None:
+        p = self.hazard.predict_proba_one(x)[True]
+        self.period_auc.update(y, p)
+        self.period_log_loss.update(y, p)
+        self.hazard.learn_one(x, y)
+        self.labels[y] += 1
+
+    def _resolve(self, score: float, bought: bool) -> None:
+        self.outcomes[bought] += 1
+        self.rolling_auc.update(bought, score)
+        self.rolling_log_loss.update(bought, score)
+
+    # -- reporting --------------------------------------------------------------------
+
+    def quality(self) -> dict[str, float | int | None]:
+        """Prequential quality of the horizon scores resolved so far.
+
+        ``rolling_auc`` and ``rolling_log_loss`` cover the horizon scores of the last
+        :data:`METRICS_WINDOW` resolved snapshots (``None`` until there are some, and for
+        the AUC until both outcomes have been seen). A snapshot resolves once its whole
+        horizon has passed, so on a stream younger than the horizon these figures rest on
+        few, early snapshots. ``period_auc`` and ``period_log_loss`` cover the last
+        :data:`METRICS_WINDOW` period labels, each predicted just before it was learned:
+        they are meaningful from the first closed periods on.
+        """
+        resolved = self.outcomes[True] + self.outcomes[False]
+        return {
+            "resolved": resolved,
+            "resolved_positive": self.outcomes[True],
+            "rolling_auc": round(self.rolling_auc.get(), 4) if len(self.outcomes) == 2 else None,
+            "rolling_log_loss": round(self.rolling_log_loss.get(), 4) if resolved else None,
+            "period_auc": round(self.period_auc.get(), 4) if len(self.labels) == 2 else None,
+            "period_log_loss": round(self.period_log_loss.get(), 4) if self.labels else None,
+            "labels_positive": self.labels[True],
+            "labels_negative": self.labels[False],
+        }
+
+
+class Arrival(msgspec.Struct, frozen=True):
+    """A purchase as the label schedule sees it: who, where in the partition, and the
+    snapshot it made (``None`` when that snapshot is no longer kept)."""
+
+    customer_id: str
+    offset: int
+    day: float
+    snapshot: Snapshot | None
+
+
+def learn_purchases(
+    model: PropensityModel,
+    arrivals: Sequence[Arrival],
+    older: Iterable[Due],
+    snapshots_of: Callable[[str], Sequence[Snapshot]],
+    on_arrival: Callable[[Arrival], None] | None = None,
+) -> None:
+    """Move the clock through a run of purchases (in offset order) and learn every label
+    that falls due on the way.
+
+    ``older`` are the labels of snapshots made before the run that fall due after the
+    clock as it stands (any superset will do: the rest wait). A label is settled at the
+    first purchase that takes the clock to or past its due time, before that purchase is
+    learned from (``on_arrival``), and always after the purchase that made its snapshot,
+    so the labels and their order do not depend on how the stream is cut into batches:
+    a replay after a crash learns exactly what the first pass did.
+    """
+    waiting = [(d.order(), d) for d in older if d.at > model.clock]
+    heapq.heapify(waiting)
+    for arrival in arrivals:
+        model.clock = max(model.clock, arrival.day)
+        _settle_until(model, waiting, arrival.offset, snapshots_of)
+        if on_arrival is not None:
+            on_arrival(arrival)
+        if arrival.snapshot is not None:
+            for item in model.due(arrival.customer_id, arrival.snapshot):
+                heapq.heappush(waiting, (item.order(), item))
+            _settle_until(model, waiting, arrival.offset + 1, snapshots_of)
+
+
+def settle_due(
+    model: PropensityModel,
+    items: Iterable[Due],
+    before: int,
+    snapshots_of: Callable[[str], Sequence[Snapshot]],
+) -> None:
+    """Learn every label of ``items`` due by the model's clock (no purchase moved it)."""
+    waiting = [(d.order(), d) for d in items if d.at <= model.clock]
+    heapq.heapify(waiting)
+    _settle_until(model, waiting, before, snapshots_of)
+
+
+def _settle_until(
+    model: PropensityModel,
+    waiting: list[tuple[tuple[float, int], Due]],
+    before: int,
+    snapshots_of: Callable[[str], Sequence[Snapshot]],
+) -> None:
+    while waiting and waiting[0][1].at <= model.clock:
+        _, item = heapq.heappop(waiting)
+        model.settle(item, snapshots_of(item.customer_id), before)
+
+
+class PurchasePropensity(PropensityModel):
+    """The propensity model with its customers' snapshots in memory (offline replays and
+    evaluations): the same labels, in the same order, as a worker learns.
+
+    Feed it purchases in order with :meth:`learn_purchase`; ask it with
     :meth:`predict_customer` (a known customer, now) or :meth:`predict_history`.
 
     Examples
@@ -271,176 +560,56 @@ class PurchasePropensity(base.Estimator):
         learning_rate: float = 0.05,
         min_examples: int = 2000,
     ) -> None:
-        if horizon_days <= 0 or period_days <= 0:
-            raise ValueError("horizon_days and period_days must be positive")
-        self.horizon_days = horizon_days
-        self.period_days = period_days
-        self.max_periods = max_periods
-        self.learning_rate = learning_rate
-        self.min_examples = min_examples
-        self.hazard = PeriodHazard(period_days, max_periods, learning_rate, min_examples)
-        self.histories: dict[str, History] = {}
-        self.pending: dict[str, _Snapshot] = {}
-        self.clock = -math.inf
-        self.labels: Counter[bool] = Counter()
-        self.outcomes: Counter[bool] = Counter()
-        self.rolling_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
-        self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
-        self.period_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
-        self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
-        self._due: list[tuple[float, int, int, int, str, Any]] = []
-        self._compacted = 0
+        super().__init__(horizon_days, period_days, max_periods, learning_rate, min_examples)
+        self.snapshots: dict[str, list[Snapshot]] = {}
+        self._days: list[tuple[float, int, str]] = []  # every kept snapshot, by day
         self._seq = 0
 
-    # -- prediction -------------------------------------------------------------------
-
-    def predict_history(self, history: History, now: float) -> float:
-        """Probability that a customer with ``history`` buys in the horizon after ``now``
-        (days since the epoch)."""
-        start = max(now - history.last, 0.0)
-        end = start + self.horizon_days
-        log_survival = 0.0
-        t = start
-        while t < end:
-            period = int(t // self.period_days)
-            step = min((period + 1) * self.period_days, end) - t
-            x = customer_features(history, period * self.period_days)
-            hazard = min(self.hazard.predict_proba_one(x)[True], 1.0 - 1e-9)
-            log_survival += step / self.period_days * math.log1p(-hazard)
-            t += step
-        return 1.0 - math.exp(log_survival)
+    @property
+    def customers(self) -> int:
+        return len(self.snapshots)
 
     def predict_customer(self, customer_id: str, now: datetime) -> float | None:
         """A known customer's probability of buying within the horizon after ``now``, or
         ``None`` for a customer the model has not seen buy."""
-        history = self.histories.get(customer_id)
-        return None if history is None else self.predict_history(history, to_days(now))
-
-    # -- learning ---------------------------------------------------------------------
+        kept = self.snapshots.get(customer_id)
+        return None if not kept else self.predict_history(kept[-1].history, to_days(now))
 
     def learn_purchase(
         self, customer_id: str, at: datetime, amount: float, sentiment: float | None = None
     ) -> None:
-        """Learn from one purchase: label the customer's previous snapshot, take a new one.
-
-        ``amount`` is in the base currency; ``sentiment`` is the customer's sentiment when
-        known (the previous value is kept otherwise). Purchases of one customer should
-        come in event-time order; one older than the last labelled period is counted but
-        does not relabel periods already learned.
-        """
+        """Learn from one purchase (``amount`` in the base currency; ``sentiment`` the
+        customer's sentiment when known, the previous value kept otherwise)."""
         day = to_days(at)
-        self.advance(day)
-        previous = self.histories.get(customer_id)
-        snapshot = self.pending.pop(customer_id, None)
-        if snapshot is not None:
-            gap = day - snapshot.history.last
-            period = int(gap // self.period_days)
-            if snapshot.next_period <= period < self.max_periods:
-                due = snapshot.history.last + (period + 1) * self.period_days
-                self._schedule(due, _POSITIVE, customer_id, (snapshot.history, period))
-            if not snapshot.resolved and gap <= self.horizon_days:
-                self._resolve(snapshot, True)
-        if previous is None:
-            history = History.first_purchase(day, amount, sentiment)
-        else:
-            history = previous.bought(day, amount, sentiment)
-        self.histories[customer_id] = history
         self._seq += 1
-        snapshot = _Snapshot(self._seq, history, 0, self.predict_history(history, day))
-        self.pending[customer_id] = snapshot
-        self._schedule(history.last + self.period_days, _NEGATIVE, customer_id, snapshot.seq)
-        self._schedule(history.last + self.horizon_days, _HORIZON, customer_id, snapshot.seq)
+        kept = self.snapshots.setdefault(customer_id, [])
+        snapshot = self.snapshot(kept[-1] if kept else None, self._seq, day, amount, sentiment)
+        older = self._older(self.clock, max(self.clock, day))
+        kept.append(snapshot)
+        arrival = Arrival(customer_id, self._seq, day, snapshot)
+        learn_purchases(self, [arrival], older, self._snapshots_of)
+        bisect.insort(self._days, (snapshot.day, snapshot.offset, customer_id))
 
     def advance(self, now: float) -> None:
-        """Move the event-time clock to ``now`` (days) and learn every period that closed."""
-        self.clock = max(self.clock, now)
-        due = self._due
-        while due and due[0][0] <= self.clock:
-            *_, kind, customer_id, payload = heapq.heappop(due)
-            if kind == _POSITIVE:
-                history, period = payload
-                self._learn(customer_features(history, period * self.period_days), True)
-                continue
-            snapshot = self.pending.get(customer_id)
-            if snapshot is None or snapshot.seq != payload:
-                continue  # the customer bought again: this snapshot is settled
-            if kind == _HORIZON:
-                if not snapshot.resolved:
-                    self._resolve(snapshot, False)
-                if snapshot.next_period >= self.max_periods:
-                    del self.pending[customer_id]
-                continue
-            period = snapshot.next_period
-            self._learn(customer_features(snapshot.history, period * self.period_days), False)
-            snapshot.next_period = period + 1
-            if snapshot.next_period < self.max_periods:
-                end = snapshot.history.last + (period + 2) * self.period_days
-                self._schedule(end, _NEGATIVE, customer_id, snapshot.seq)
-            elif snapshot.resolved:
-                del self.pending[customer_id]
+        """Move the event-time clock to ``now`` (days) and learn every label due by then."""
+        if now <= self.clock:
+            return
+        older = self._older(self.clock, now)
+        self.clock = now
+        settle_due(self, older, self._seq + 1, self._snapshots_of)
 
-    def _schedule(self, due: float, kind: int, customer_id: str, payload: Any) -> None:
-        if len(self._due) > 2 * max(self._compacted, len(self.pending)) + 1000:
-            self._compact()
-        self._seq += 1
-        shuffle = zlib.crc32(f"{customer_id}:{self._seq}".encode())
-        heapq.heappush(self._due, (due, shuffle, self._seq, kind, customer_id, payload))
+    def _snapshots_of(self, customer_id: str) -> Sequence[Snapshot]:
+        return self.snapshots.get(customer_id, ())
 
-    def _compact(self) -> None:
-        """Drop scheduled work of snapshots that a later purchase settled.
-
-        Each purchase leaves the previous snapshot's entries in the schedule (they are
-        skipped when due); without compaction the schedule, and with it the checkpoint,
-        would grow with every purchase of the last horizon instead of with the customers.
-        """
-        pending = self.pending
-
-        def live(entry: tuple[float, int, int, int, str, Any]) -> bool:
-            kind, customer_id, payload = entry[3:]
-            if kind == _POSITIVE:
-                return True
-            snapshot = pending.get(customer_id)
-            return snapshot is not None and snapshot.seq == payload
-
-        self._due = [entry for entry in self._due if live(entry)]
-        heapq.heapify(self._due)
-        self._compacted = len(self._due)
-
-    def _learn(self, x: dict[str, float], y: bool) -> None:
-        p = self.hazard.predict_proba_one(x)[True]
-        self.period_auc.update(y, p)
-        self.period_log_loss.update(y, p)
-        self.hazard.learn_one(x, y)
-        self.labels[y] += 1
-
-    def _resolve(self, snapshot: _Snapshot, bought: bool) -> None:
-        snapshot.resolved = True
-        self.outcomes[bought] += 1
-        self.rolling_auc.update(bought, snapshot.score)
-        self.rolling_log_loss.update(bought, snapshot.score)
-
-    # -- reporting --------------------------------------------------------------------
-
-    def quality(self) -> dict[str, float | int | None]:
-        """Prequential quality of the horizon scores resolved so far.
-
-        ``rolling_auc`` and ``rolling_log_loss`` cover the horizon scores of the last
-        :data:`METRICS_WINDOW` resolved snapshots (``None`` until there are some, and for
-        the AUC until both outcomes have been seen). A snapshot resolves as negative only
-        once its whole horizon has passed, so on a stream younger than the horizon these
-        figures rest on few, early negatives. ``period_auc`` and ``period_log_loss`` cover
-        the last :data:`METRICS_WINDOW` period labels, each predicted just before it was
-        learned: they are meaningful from the first closed periods on.
-        """
-        resolved = self.outcomes[True] + self.outcomes[False]
-        return {
-            "resolved": resolved,
-            "resolved_positive": self.outcomes[True],
-            "rolling_auc": round(self.rolling_auc.get(), 4) if len(self.outcomes) == 2 else None,
-            "rolling_log_loss": round(self.rolling_log_loss.get(), 4) if resolved else None,
-            "period_auc": round(self.period_auc.get(), 4) if len(self.labels) == 2 else None,
-            "period_log_loss": round(self.period_log_loss.get(), 4) if self.labels else None,
-            "labels_positive": self.labels[True],
-            "labels_negative": self.labels[False],
-            "customers": len(self.histories),
-        }
+    def _older(self, after: float, upto: float) -> list[Due]:
+        """The labels of kept snapshots that fall due in ``(after, upto]``."""
+        if upto <= after:
+            return []
+        items = []
+        days = self._days
+        for period, lo, hi in self.ranges(after, upto):
+            start = bisect.bisect_right(days, (lo, math.inf, ""))
+            stop = bisect.bisect_right(days, (hi, math.inf, ""))
+            for day, offset, customer_id in days[start:stop]:
+                items.append(self.due_at(period, customer_id, offset, day))
+        return items

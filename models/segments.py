@@ -50,7 +50,8 @@ class CustomerSegments(base.Estimator):
     ...         x = rfm_features(rng.uniform(100, 300), rng.randint(1, 2), rng.uniform(5, 30))
     ...     else:
     ...         x = rfm_features(rng.uniform(1, 10), rng.randint(20, 40), rng.uniform(2e3, 5e3))
-    ...     _ = segments.learn_one(f"c{n}", x)
+    ...     segments.move(None, segments.predict_one(x))
+    ...     segments.learn_one(x)
     >>> small = segments.predict_one(rfm_features(200, 1, 10))
     >>> big = segments.predict_one(rfm_features(5, 30, 3000))
     >>> small != big, sum(segments.sizes.values())
@@ -69,26 +70,25 @@ class CustomerSegments(base.Estimator):
         for centre in self.kmeans.centers.values():
             for name in FEATURES:
                 centre[name]
-        self.members: dict[str, int] = {}
         self.sizes: Counter[int] = Counter()
 
     def predict_one(self, x: dict[str, float]) -> int:
         """The segment of a customer with features ``x`` (see :func:`rfm_features`)."""
         return int(self.kmeans.predict_one(self.scaler.transform_one(x)))
 
-    def learn_one(self, customer_id: str, x: dict[str, float]) -> int:
-        """Assign a customer to a segment, then learn from them; returns the segment."""
+    def learn_one(self, x: dict[str, float]) -> None:
+        """Learn from a customer's features at a purchase (moves the nearest centre)."""
         self.scaler.learn_one(x)
-        scaled = self.scaler.transform_one(x)
-        segment = int(self.kmeans.predict_one(scaled))
-        self.kmeans.learn_one(scaled)
-        previous = self.members.get(customer_id)
-        if previous != segment:
-            if previous is not None:
-                self.sizes[previous] -= 1
-            self.sizes[segment] += 1
-            self.members[customer_id] = segment
-        return segment
+        self.kmeans.learn_one(self.scaler.transform_one(x))
+
+    def move(self, previous: int | None, segment: int) -> None:
+        """Count a customer who moved from segment ``previous`` (``None``: new) to
+        ``segment``. Who is in which segment is kept with each customer, not here."""
+        if previous == segment:
+            return
+        if previous is not None:
+            self.sizes[previous] -= 1
+        self.sizes[segment] += 1
 
     def describe(self) -> dict[int, dict[str, float]]:
         """Each segment's centre in the original units (days, purchases, revenue) and size."""

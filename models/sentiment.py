@@ -1,6 +1,7 @@
 """Sentiment of customer text: VADER as the prior, adapted online to the shop's own language.
 
-VADER (NLTK's ``SentimentIntensityAnalyzer``) knows general English but not that "arrived
+VADER (NLTK's ``SentimentIntensityAnalyzer``, computed exactly but about ten times faster
+by :mod:`crmstream.models.vader`) knows general English but not that "arrived
 smashed" is a complaint or "crisp and crunchy" praise in a snack shop, and on review text it
 misses about half of the negative ones (they are written with polite, positive words). A
 River logistic regression learns from rated feedback (1–2 stars negative, 4–5 positive) on
@@ -162,8 +163,9 @@ class SentimentModel:
     from the counts so far), so that a shop whose ratings are mostly positive still learns
     to recognise the rarer complaints.
 
-    The model pickles (for checkpoints) without the NLTK analyzer, which is reloaded through
-    the cached :func:`load_vader`; a restored copy scores exactly as the original.
+    The model pickles (for checkpoints) without the VADER scorer, which is reloaded through
+    the cached :func:`~crmstream.models.vader.load_fast_vader`; a restored copy scores
+    exactly as the original.
 
     Parameters
     ----------
@@ -268,7 +270,7 @@ class SentimentModel:
         self._pipeline.learn_one(text_features(text), label, w=class_weight)
 
     def __getstate__(self) -> dict[str, Any]:
-        # Only River's state and counts: never the NLTK analyzer (load_vader is cached).
+        # Only River's state and counts: never the VADER scorer (load_fast_vader is cached).
         return {
             "half_weight_at": self.half_weight_at,
             "classifier": self.classifier,

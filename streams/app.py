@@ -1,4 +1,4 @@
-"""The Faust app factory and the runtime that agents are given."""
+"""The Faust app factory: the app, its runtime, and the worker's lifecycle hooks."""
 
 from __future__ import annotations
 
@@ -6,19 +6,17 @@ import importlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
 
 import faust
 from faust.types import TP
 
-from crmstream.models.alerts import AlertPolicy
-from crmstream.models.intent import IntentModel
-from crmstream.models.money import Currencies
-from crmstream.models.sentiment import SentimentModel
-from crmstream.models.tiers import TierPolicy
-from crmstream.streams import topics
+from crmstream.models.conversations import ConversationModels
+from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.declare import declare_topics
+from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.replicas import ModelReplicas
+from crmstream.streams.replicas import PartitionModels, Replicas
+from crmstream.streams.runtime import Runtime
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import FaustSink, Sink
 from crmstream.streams.transport import transport_for
@@ -29,47 +27,15 @@ log = logging.getLogger(__name__)
 AGENTS = "crmstream.agents"
 
 
-#: Topics whose events teach the conversation models.
-CONVERSATIONS = (topics.CHATS, topics.FEEDBACK)
-
-
-def conversation_models() -> dict[str, object]:
-    """Fresh models for one partition of the conversation topics (chats and feedback)."""
-    return {"sentiment": SentimentModel(), "intent": IntentModel()}
-
-
-@dataclass
-class Runtime:
-    """Everything an agent needs besides its stream, built once per worker."""
-
-    settings: Settings
-    profiles: ProfileStore
-    sink: Sink
-    tiers: TierPolicy
-    currencies: Currencies
-    alerts: AlertPolicy
-    replicas: ModelReplicas
-    purchase_replicas: ModelReplicas
-
-    def input_topic(self, app: faust.App, name: str) -> faust.TopicT:
-        """An input topic of raw bytes, declared with the configured partition count."""
-        return app.topic(
-            name,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=self.settings.partitions,
-            replicas=self.settings.replication_factor,
-        )
-
-
 def create_app(
     settings: Settings, *, sink: Sink | None = None, agents: str | None = AGENTS
 ) -> tuple[faust.App, Runtime]:
     """Build the Faust app and its runtime from settings.
 
-    Nothing connects here: Kafka clients start with the worker, Redis on first use.
-    ``sink`` replaces the Kafka producer seam (agent tests record outputs with it);
-    ``agents`` names the package whose ``register_all`` defines the agents.
+    Nothing connects here: topics are declared when a worker starts, Kafka clients start
+    with the worker, Redis on first use. ``sink`` replaces the Kafka producer seam (agent
+    tests record outputs with it); ``agents`` names the package whose ``register_all``
+    defines the agents.
     """
     datadir = settings.data_dir or os.path.join(
         tempfile.gettempdir(), f"crmstream-{settings.app_id}"
@@ -94,31 +60,54 @@ def create_app(
         web_port=settings.web_port,
         web_bind="127.0.0.1",
     )
-    app.transport = transport_for(app, settings.fetch_max_wait)
     profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
+    checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_key())
+
+    def partition_models() -> PartitionModels:
+        return PartitionModels(settings.purchase_models(), ConversationModels.create())
+
     runtime = Runtime(
         settings=settings,
         profiles=profiles,
         sink=sink if sink is not None else FaustSink(app),
-        tiers=settings.tier_policy(),
-        currencies=settings.currencies(),
-        alerts=settings.alert_policy(),
-        replicas=ModelReplicas(profiles, conversation_models, "conversations"),
-        purchase_replicas=ModelReplicas(profiles, settings.purchase_models, "purchases"),
+        policies=settings.policies(),
+        replicas=Replicas(checkpoints, lambda: DueIndex(profiles.client), partition_models),
+        checkpoints=checkpoints,
     )
+    app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)
+
+    @app.on_worker_init.connect  # type: ignore[misc]
+    def declare(sender: object, **kwargs: object) -> None:
+        if not settings.checkpoint_secret.get_secret_value():
+            log.warning(
+                "CRM_CHECKPOINT_SECRET is not set: model checkpoints are authenticated with a "
+                "development key; set a secret in production"
+            )
+        declare_topics(settings)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
-    async def forget_models(sender: object, revoked: set[TP], **kwargs: object) -> None:
-        runtime.replicas.drop({tp.partition for tp in revoked if tp.topic in CONVERSATIONS})
-        runtime.purchase_replicas.drop(
-            {tp.partition for tp in revoked if tp.topic == topics.PURCHASES}
-        )
+    async def retire_models(sender: object, revoked: set[TP], **kwargs: object) -> None:
+        partitions = sorted({tp.partition for tp in revoked})
+        if partitions:
+            await runtime.checkpoint(app, partitions)
+            await runtime.replicas.retire(partitions)
 
-    @app.task
-    async def declare_topics() -> None:
-        for name in topics.ALL:
-            await runtime.input_topic(app, name).maybe_declare()
-        log.info("declared %d topics with %d partitions", len(topics.ALL), settings.partitions)
+    @app.on_partitions_assigned.connect  # type: ignore[misc]
+    async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
+        runtime.replicas.assigned({tp.partition for tp in assigned})
+
+    @app.on_before_shutdown.connect  # type: ignore[misc]
+    async def final_checkpoint(sender: object, **kwargs: object) -> None:
+        try:
+            await runtime.checkpoint(app)
+            await runtime.flush_metrics()
+        except Exception as exc:  # the next owner replays from the previous checkpoint
+            log.warning("final checkpoint not written (%s); the next start replays more", exc)
+
+    @app.timer(settings.checkpoint_interval)
+    async def checkpoint_models() -> None:
+        await runtime.checkpoint(app)
+        await runtime.flush_metrics()
 
     if agents is not None:
         importlib.import_module(agents).register_all(app, runtime)

@@ -1,83 +1,93 @@
-"""The shared path of every input agent: decode, dead-letter the bad, apply the good."""
+"""The path of every input event: decode, dead-letter the bad, apply the good, learn.
+
+One agent reads ``crm.purchases``, ``crm.chats`` and ``crm.feedback`` together, so all of
+a customer's events in a batch are folded in one pass, in offset order per partition, and
+written with one compare-and-set: an output is a pure function of its event and of the
+state that event was applied to. A batch goes through:
+
+1. decode and validate each message; the bad go to ``crm.deadletter`` with their reason;
+2. load the models of the batch's partitions (once per partition, from its checkpoint);
+3. score customer chat messages (sentiment, intent), once per message;
+4. fold the events into the customers' profiles and write them exactly once
+   (:meth:`~crmstream.streams.profiles.ProfileStore.apply`); outputs are acknowledged by
+   the broker before the profiles are written;
+5. teach the models every event they have not learned (:mod:`crmstream.streams.replicas`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import faust
 import msgspec
 from faust.types import Message
 
+from crmstream.models.conversations import MessageScores
+from crmstream.models.events import Output as ModelOutput
+from crmstream.models.events import apply_event
+from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile
-from crmstream.schemas import InvalidEvent, decode
-from crmstream.streams.app import Runtime
+from crmstream.schemas import (
+    Alert,
+    ChatMessage,
+    InvalidEvent,
+    Purchase,
+    TierChange,
+    decode,
+)
+from crmstream.streams import topics
 from crmstream.streams.deadletter import deadletter
-from crmstream.streams.profiles import ApplyResult, Delivery
-from crmstream.streams.sink import Output
+from crmstream.streams.profiles import Delivery, retry_redis
+from crmstream.streams.runtime import Runtime
+from crmstream.streams.sink import Output, keyed_outputs
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R")
-
-#: Extra validation a topic needs beyond its schema (raises :class:`InvalidEvent`).
-Check = Callable[[Runtime, Any], None]
-Fold = Callable[[Profile, Delivery[Any]], tuple[Profile, Sequence[Output]]]
-#: Runs before the fold with the batch's valid deliveries (e.g. loads model replicas).
-Before = Callable[[list[Delivery[Any]]], Awaitable[None]]
-#: Runs after the profiles are written (e.g. models learn from what was applied).
-After = Callable[[ApplyResult], Awaitable[None]]
+#: The output topic of each kind of record the models produce.
+OUTPUT_TOPICS: dict[type, str] = {TierChange: topics.TIER_CHANGES, Alert: topics.ALERTS}
 
 
 class BatchSummary(msgspec.Struct, frozen=True):
-    """What an agent did with one batch (yielded, so tests and sinks can see it)."""
+    """What the agent did with one batch (yielded, so tests and sinks can see it)."""
 
     received: int
     applied: int
     duplicates: int
     deadlettered: int
     outputs: int
+    learned: int
 
 
-def to_delivery(
-    message: Message, type_: type[R], runtime: Runtime, check: Check | None
-) -> Delivery[R]:
-    """Decode and validate one message, or raise :class:`InvalidEvent`."""
-    record = decode(message.value or b"", type_)
-    if check is not None:
-        check(runtime, record)
+def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
+    """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`."""
+    record = decode(message.value or b"", topics.INPUT_TYPES[message.topic])
+    if isinstance(record, Purchase):
+        try:
+            runtime.policies.currencies.to_base(0.0, record.currency)
+        except UnsupportedCurrency as exc:
+            raise InvalidEvent("unsupported_currency", str(exc), "$.currency") from None
     return Delivery(
         message.topic,
         message.partition,
         message.offset,
-        record.customer_id,  # type: ignore[attr-defined]
-        record.event_id,  # type: ignore[attr-defined]
+        record.customer_id,
+        record.event_id,
         record,
     )
 
 
-async def ingest(
-    runtime: Runtime,
-    messages: Sequence[Message],
-    type_: type[R],
-    fold: Fold,
-    check: Check | None = None,
-    before: Before | None = None,
-    after: After | None = None,
-) -> BatchSummary:
-    """Apply a batch of messages of one input topic to the customers' profiles.
-
-    Records that fail to decode or ``check`` go to the dead-letter topic (acknowledged by
-    the broker before this returns, so the batch's offsets may be committed); the others
-    are applied through :meth:`ProfileStore.apply` with ``fold``, whose outputs are sent
-    before the profiles are written.
-    """
-    deliveries: list[Delivery[R]] = []
+def decode_batch(
+    runtime: Runtime, messages: Sequence[Message]
+) -> tuple[list[Delivery[Any]], list[Output]]:
+    """The valid deliveries of a batch, and the dead letters of the others."""
+    deliveries: list[Delivery[Any]] = []
     rejected: list[Output] = []
     for message in messages:
         try:
-            deliveries.append(to_delivery(message, type_, runtime, check))
+            deliveries.append(to_delivery(message, runtime))
         except InvalidEvent as exc:
             log.warning(
                 "dead-lettering %s[%d]@%d: %s",
@@ -97,43 +107,108 @@ async def ingest(
                     message.timestamp,
                 )
             )
+    return deliveries, rejected
+
+
+def route(records: Sequence[ModelOutput]) -> list[Output]:
+    """Encode the models' outputs for their topics, keyed by customer."""
+    out: list[Output] = []
+    for record in records:
+        out.extend(keyed_outputs(OUTPUT_TOPICS[type(record)], [record]))
+    return out
+
+
+def score_messages(
+    runtime: Runtime, deliveries: Sequence[Delivery[Any]]
+) -> dict[tuple[str, int, int], MessageScores]:
+    """Sentiment and intent of every customer chat message of a batch, scored once with
+    the partition's models as they are before the batch teaches them anything."""
+    stages = runtime.stages
+    scores = {}
+    for delivery in deliveries:
+        message = delivery.record
+        if not isinstance(message, ChatMessage) or message.sender != "customer":
+            continue
+        models = runtime.replicas[delivery.partition].models.conversations
+        with stages.timed("sentiment"):
+            sentiment = models.sentiment.score(message.text)
+        with stages.timed("intent"):
+            intent = models.intent.predict(message.text)
+        key = (delivery.topic, delivery.partition, delivery.offset)
+        scores[key] = MessageScores(sentiment, intent)
+    return scores
+
+
+async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
+    """Apply a batch of input messages (any mix of the input topics); see the module."""
+    stages = runtime.stages
+    with stages.timed("decode"):
+        deliveries, rejected = decode_batch(runtime, messages)
     if rejected:
-        await runtime.sink.send(rejected)
-    if before is not None and deliveries:
-        await before(deliveries)
-    result = await runtime.profiles.apply(deliveries, fold, runtime.sink.send)
-    if after is not None:
-        await after(result)
+        with stages.timed("produce"):
+            await runtime.sink.send(rejected)
+    replicas = runtime.replicas
+    partitions = {m.partition for m in messages}
+    with stages.timed("redis"):
+        await retry_redis("loading model checkpoints", lambda: replicas.prepare(partitions))
+    scores = score_messages(runtime, deliveries)
+    policies = runtime.policies
+    folding = 0.0
+
+    def fold(profile: Profile, delivery: Delivery[Any]) -> tuple[Profile, list[Output]]:
+        nonlocal folding
+        start = time.thread_time_ns()
+        replica = replicas[delivery.partition]
+        new, records = apply_event(
+            profile,
+            delivery.record,
+            delivery.offset,
+            policies,
+            replica.models.purchases,
+            scores.get((delivery.topic, delivery.partition, delivery.offset)),
+            replica.retention(),
+        )
+        elapsed = (time.thread_time_ns() - start) / 1000.0
+        folding += elapsed
+        stages.add("purchase_models", elapsed)
+        return new, route(records)
+
+    producing = 0.0
+
+    async def send(outputs: Sequence[Output]) -> None:
+        nonlocal producing
+        start = time.thread_time_ns()
+        await runtime.sink.send(outputs)
+        producing += (time.thread_time_ns() - start) / 1000.0
+
+    start = time.thread_time_ns()
+    result = await runtime.profiles.apply(deliveries, fold, send)
+    total = (time.thread_time_ns() - start) / 1000.0
+    stages.add("produce", producing)
+    stages.add("redis", total - folding - producing)
+    learned = await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
+    replicas.passed(messages)
+    stages.events += len(messages)
     return BatchSummary(
         received=len(messages),
         applied=result.applied,
         duplicates=result.duplicates,
         deadlettered=len(rejected),
         outputs=len(result.outputs),
+        learned=learned,
     )
 
 
-def input_agent(
-    app: faust.App,
-    runtime: Runtime,
-    topic: str,
-    type_: type[R],
-    fold: Fold,
-    check: Check | None = None,
-    before: Before | None = None,
-    after: After | None = None,
-) -> faust.types.AgentT:
-    """Define the agent of input ``topic``: batches of events through :func:`ingest`.
+def input_agent(app: faust.App, runtime: Runtime) -> faust.types.AgentT:
+    """Define the agent of the input topics: batches of events through :func:`ingest`.
 
     One actor per worker (``concurrency=1``) keeps each partition's events in order. The
     agent yields a :class:`BatchSummary` per batch.
     """
     settings = runtime.settings
 
-    async def agent(stream: faust.StreamT) -> AsyncIterator[BatchSummary]:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_wait):
-            messages = [event.message for event in events]
-            yield await ingest(runtime, messages, type_, fold, check, before, after)
+    async def events(stream: faust.StreamT) -> AsyncIterator[BatchSummary]:
+        async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait):
+            yield await ingest(runtime, [event.message for event in batch])
 
-    name = topic.removeprefix("crm.")
-    return app.agent(runtime.input_topic(app, topic), name=name, concurrency=1)(agent)
+    return app.agent(runtime.input_topics(app), name="events", concurrency=1)(events)

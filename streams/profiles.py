@@ -40,6 +40,7 @@ from crmstream.streams.sink import Output
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+T = TypeVar("T")
 
 CUSTOMERS_KEY = "crm:customers"
 
@@ -72,6 +73,29 @@ end
 redis.call('HSET', KEYS[1], unpack(fields))
 return 1
 """
+
+
+#: Errors that mean "Redis cannot be reached right now": retried with backoff, never
+#: skipped.
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+async def retry_redis(
+    what: str,
+    call: Callable[[], Awaitable[T]],
+    retry_delay: float = 0.2,
+    max_retry_delay: float = 5.0,
+) -> T:
+    """Run ``call`` until Redis answers, backing off from ``retry_delay`` to
+    ``max_retry_delay`` seconds; ``call`` must be safe to repeat after a failure."""
+    delay = retry_delay
+    while True:
+        try:
+            return await call()
+        except UNAVAILABLE as exc:
+            log.warning("redis unavailable while %s (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_retry_delay)
 
 
 def profile_key(customer_id: str) -> str:
@@ -115,6 +139,9 @@ class ApplyResult:
     #: and redeliveries (at or below the stored offset) of events applied before; not
     #: re-sent copies of an event id. Models skip what their checkpoint already includes.
     learnable: list[Delivery[Any]] = field(default_factory=list)
+    #: The profile of every customer of the batch, as written (or as read, when nothing
+    #: changed): what the models learn a redelivered event's lessons from.
+    states: dict[str, Profile] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,12 +157,13 @@ class _Plan:
     learnable: list[Delivery[Any]] = field(default_factory=list)
 
 
-#: Profile fields holding a list or mapping, kept as JSON text in the hash.
+#: Profile fields holding a list, mapping or record, kept as JSON text in the hash.
 _JSON_FIELDS = frozenset(
     field.name
     for field in msgspec.structs.fields(Profile)
     if isinstance(
-        msgspec.inspect.type_info(field.type), msgspec.inspect.ListType | msgspec.inspect.DictType
+        msgspec.inspect.type_info(field.type),
+        msgspec.inspect.ListType | msgspec.inspect.DictType | msgspec.inspect.StructType,
     )
 )
 
@@ -150,7 +178,7 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
     ... # doctest: +NORMALIZE_WHITESPACE
     {'customer_id': 'c1', 'orders': '2', 'revenue': '30.5', 'cost': '10.0', 'tier': 'bronze',
      'messages': '0', 'feedback': '0', 'negative_streak': '0', 'streak_event_ids': '[]',
-     'last_alerts': '{}', 'clv': '20.5'}
+     'last_alerts': '{}', 'model_state': '{"snapshots":[],"lessons":[],"marks":[]}', 'clv': '20.5'}
     """
     fields = {}
     for name, value in msgspec.structs.asdict(profile).items():
@@ -249,7 +277,7 @@ class ProfileStore:
                 if outputs and before_commit is not None:
                     await before_commit(outputs)
                 conflicted = await self._write(plans)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except UNAVAILABLE as exc:
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max_retry_delay)
@@ -270,6 +298,7 @@ class ProfileStore:
                 result.duplicates += plan.duplicates
                 result.outputs.extend(plan.outputs)
                 result.learnable.extend(plan.learnable)
+                result.states[plan.customer_id] = plan.profile
                 del pending[plan.customer_id]
             result.conflicts += len(conflicted)
         result.learnable.sort(key=lambda d: (d.topic, d.partition, d.offset))

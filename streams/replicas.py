@@ -1,42 +1,74 @@
-"""Online models, one replica per input partition, checkpointed in Redis.
+"""Each partition's shared models: learned once per event, checkpointed on an interval.
 
 Every customer's events are on one partition number of each input topic (the topics are
-keyed by ``customer_id`` and have the same partition count), so the models for partition
-``p`` learn from ``crm.chats`` and ``crm.feedback`` partition ``p`` and follow that
-partition from worker to worker, like the profiles do. Replicas never share state, so
-several workers cannot corrupt one another's models.
+keyed by ``customer_id`` and have the same partition count), so the models of partition
+``p`` learn from ``crm.purchases``, ``crm.chats`` and ``crm.feedback`` partition ``p`` and
+follow those partitions from worker to worker, as the profiles do. The worker that owns
+them holds one :class:`Replica` per partition, loaded once from its checkpoint.
 
-A replica remembers, per source partition, the last offset it has learned and the recent
-event ids it learned from; it learns an event only once. Its checkpoint (key
-``crm:models:<name>:<p>``, a pickle of the models with those offsets) is written after every
-batch it learned from and *before* the batch's Kafka offsets are committed, so after a
-crash the events that the checkpoint lacks are redelivered and learned, and those it has
-are skipped. The checkpoint is pickled: Redis must be trusted storage (ACL user, TLS).
+How no event is learned twice and none is skipped
+-------------------------------------------------
+* A replica records, per input partition, the last offset it has learned. The models
+  learn an event only if its offset is newer, in offset order.
+* What an event teaches is a function of the event and of what was stored with the
+  customer when it was applied (a purchase's :class:`~crmstream.models.customer_state.
+  PurchaseLesson` and propensity snapshot), never of the customer's state at learning
+  time; a chat or feedback teaches from its own text and label. So an event learned late,
+  in a replay, teaches exactly what it taught the first time.
+* Checkpoints (the pickled models with the offsets they include, HMAC-signed, see
+  :mod:`crmstream.streams.checkpoints`) are written every ``CRM_CHECKPOINT_INTERVAL``
+  seconds, when partitions are revoked, and on shutdown; never per batch.
+* The worker commits to Kafka only offsets that a checkpoint includes (the transport
+  clamps every commit, see :mod:`crmstream.streams.transport`). After a crash the
+  partition's next owner restores the checkpoint and Kafka redelivers everything after
+  it: the profile guard skips what was already applied (no output is sent twice) while
+  the models learn what they lack, from the lessons stored with the customers. Replay
+  after a crash is bounded by the checkpoint interval.
+* A partition revoked from this worker is checkpointed and then retired: it is never
+  written again by this worker, so it cannot overwrite its new owner's checkpoints.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import pickle
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crmstream.streams.profiles import ApplyResult, Delivery, ProfileStore
+from crmstream.models.conversations import ConversationModels
+from crmstream.models.customer_state import CHAT, FEEDBACK, PURCHASE, CustomerModelState, Retention
+from crmstream.models.profile import Profile
+from crmstream.models.propensity import Arrival, Due, Snapshot, learn_purchases, to_days
+from crmstream.models.purchase_models import PurchaseModels
+from crmstream.schemas import ChatMessage, Feedback, Purchase
+from crmstream.streams import topics
+from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.due import DueIndex
+from crmstream.streams.metrics import Stages
+from crmstream.streams.profiles import ApplyResult, Delivery
 
 log = logging.getLogger(__name__)
 
-#: Recent event ids a replica remembers to skip re-sent copies it has learned already.
-RECENT_IDS = 10_000
 
-ModelFactory = Callable[[], dict[str, Any]]
-Teach = Callable[[dict[str, Any], Delivery[Any]], bool]
+@dataclass
+class PartitionModels:
+    """The shared models of one partition."""
+
+    purchases: PurchaseModels
+    conversations: ConversationModels
 
 
-def checkpoint_key(name: str, partition: int) -> str:
-    """Redis key of the checkpoint of the ``name`` models of partition ``partition``."""
-    return f"crm:models:{name}:{partition}"
+ModelFactory = Callable[[], PartitionModels]
+
+#: The kind of event of each input topic, as customers' model state names them.
+KINDS = {topics.PURCHASES: PURCHASE, topics.CHATS: CHAT, topics.FEEDBACK: FEEDBACK}
+
+
+def source(topic: str, partition: int) -> str:
+    """The key of an input partition in a replica's offsets, ``topic:partition``."""
+    return f"{topic}:{partition}"
 
 
 @dataclass
@@ -44,117 +76,287 @@ class Replica:
     """The models of one partition and what they have learned."""
 
     partition: int
-    models: dict[str, Any]
+    models: PartitionModels
+    #: Last offset learned, per input partition (``topic:partition``).
     offsets: dict[str, int] = field(default_factory=dict)
-    recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_IDS))
     learned: int = 0
+    #: What the last checkpoint includes (what Kafka may commit, what customers may forget).
+    checkpointed: dict[str, int] = field(default_factory=dict)
+    checkpointed_clock: float = float("-inf")
     dirty: bool = False
+    retired: bool = False
 
     def should_learn(self, delivery: Delivery[Any]) -> bool:
         """Whether ``delivery`` is new to these models."""
-        if delivery.offset <= self.offsets.get(delivery.source, -1):
-            return False
-        return delivery.event_id not in self.recent
+        return delivery.offset > self.offsets.get(delivery.source, -1)
 
-    def seen(self, delivery: Delivery[Any], learned: bool) -> None:
-        """Record that ``delivery`` has been considered, and whether it taught anything.
+    def retention(self) -> Retention:
+        """What the customers of this partition may forget of their model state."""
+        learned = {
+            kind: self.checkpointed.get(source(topic, self.partition), -1)
+            for topic, kind in KINDS.items()
+        }
+        return Retention(learned, self.checkpointed_clock)
 
-        Only learning makes a new checkpoint necessary: an event that teaches nothing
-        teaches nothing again if it is redelivered, so its offset can wait for the next
-        checkpoint (pickling the models after every batch of chit-chat would be costly).
-        """
-        self.offsets[delivery.source] = max(delivery.offset, self.offsets.get(delivery.source, -1))
-        self.recent.append(delivery.event_id)
-        if learned:
-            self.learned += 1
-            self.dirty = True
-
-    def dumps(self) -> bytes:
-        return pickle.dumps(
-            {
-                "models": self.models,
-                "offsets": self.offsets,
-                "recent": list(self.recent),
-                "learned": self.learned,
-            },
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint holds."""
+        return {"models": self.models, "offsets": dict(self.offsets), "learned": self.learned}
 
     @classmethod
-    def loads(cls, partition: int, blob: bytes) -> Replica:
-        state = pickle.loads(blob)
+    def restore(cls, partition: int, state: dict[str, Any]) -> Replica:
+        offsets = dict(state["offsets"])
+        models: PartitionModels = state["models"]
         return cls(
             partition,
-            state["models"],
-            state["offsets"],
-            deque(state["recent"], maxlen=RECENT_IDS),
+            models,
+            offsets,
             state["learned"],
+            checkpointed=dict(offsets),
+            checkpointed_clock=models.purchases.propensity.clock,
         )
 
 
-class ModelReplicas:
-    """The replicas this worker holds, loaded from their checkpoints on first use."""
+class Replicas:
+    """The replicas this worker owns: loaded once, taught each event once, checkpointed."""
 
-    def __init__(self, store: ProfileStore, factory: ModelFactory, name: str) -> None:
+    def __init__(self, store: CheckpointStore, due: Callable[[], DueIndex], factory: ModelFactory):
         self.store = store
+        self._due = due
         self.factory = factory
-        self.name = name
         self._replicas: dict[int, Replica] = {}
+        self._lock = asyncio.Lock()
 
     def __getitem__(self, partition: int) -> Replica:
-        """A replica already loaded with :meth:`load`."""
+        """A replica already loaded with :meth:`prepare`."""
         return self._replicas[partition]
 
-    async def load(self, partitions: Iterable[int]) -> None:
-        """Make sure the replicas of ``partitions`` are in memory (from checkpoints)."""
-        missing = sorted(set(partitions) - self._replicas.keys())
-        if not missing:
-            return
-        blobs = await self.store.raw_client.mget([checkpoint_key(self.name, p) for p in missing])
-        for partition, blob in zip(missing, blobs, strict=True):
-            if blob is None:
-                replica = Replica(partition, self.factory())
-            else:
-                replica = Replica.loads(partition, blob)
-                log.info(
-                    "restored %s models of partition %d (%d events learned)",
-                    self.name,
-                    partition,
-                    replica.learned,
-                )
-            self._replicas[partition] = replica
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._replicas
 
-    async def prepare(self, deliveries: Iterable[Delivery[Any]]) -> None:
-        """Load the replicas a batch of deliveries needs (an ``ingest`` ``before`` hook)."""
-        await self.load({d.partition for d in deliveries})
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._replicas)
 
-    async def learn(self, result: ApplyResult, teach: Teach) -> None:
-        """Teach the replicas the events ``result`` applied, each once, then checkpoint.
+    async def prepare(self, partitions: Iterable[int]) -> None:
+        """Make sure the replicas of ``partitions`` are in memory, each loaded once from
+        its checkpoint. A retired replica stays as it is (it still scores events of its
+        partition that were in flight when it was revoked, and learns nothing more)
+        until :meth:`assigned` says the partition is this worker's again."""
+        async with self._lock:
+            missing = sorted(p for p in set(partitions) if p not in self._replicas)
+            if not missing:
+                return
+            states = await self.store.load(missing)
+            for partition in missing:
+                state = states.get(partition)
+                if state is None:
+                    replica = Replica(partition, self.factory())
+                else:
+                    replica = Replica.restore(partition, state)
+                    log.info(
+                        "restored the models of partition %d (%d events learned)",
+                        partition,
+                        replica.learned,
+                    )
+                self._replicas[partition] = replica
 
-        ``teach(models, delivery)`` updates the models and returns whether it learned
-        anything from the delivery.
-        """
+    async def learn(self, result: ApplyResult, stages: Stages | None = None) -> int:
+        """Teach the replicas every event of ``result`` they have not learned, in offset
+        order per input partition; returns how many events were new to them."""
+        stages = stages or Stages()
+        fresh: dict[int, list[Delivery[Any]]] = defaultdict(list)
         for delivery in result.learnable:
-            replica = self[delivery.partition]
+            replica = self._replicas.get(delivery.partition)
+            if replica is None or replica.retired:
+                continue  # revoked meanwhile: the new owner replays it from the checkpoint
             if not replica.should_learn(delivery):
                 continue
-            replica.seen(delivery, teach(replica.models, delivery))
-        await self.checkpoint()
+            profile = result.states.get(delivery.customer_id)
+            kind = KINDS[delivery.topic]
+            if profile is None or not profile.model_state.applied(kind, delivery.offset):
+                continue  # a re-sent copy, never applied: it teaches nothing
+            fresh[delivery.partition].append(delivery)
+        if not fresh:
+            return 0
+        arrivals = {p: self._arrivals(ds, result.states) for p, ds in fresh.items()}
+        with stages.timed("redis"):
+            due = await self._find_due(arrivals)
+            customers = {d.customer_id for items in due.values() for d in items}
+            others = await self._due().profiles(customers - result.states.keys())
+        states = {**result.states, **others}
 
-    async def checkpoint(self) -> None:
-        """Write the checkpoint of every replica that changed since the last one."""
-        dirty = [r for r in self._replicas.values() if r.dirty]
+        def snapshots_of(customer_id: str) -> Sequence[Snapshot]:
+            profile = states.get(customer_id)
+            return profile.model_state.snapshots if profile is not None else ()
+
+        taught = 0
+        for partition, deliveries in fresh.items():
+            replica = self._replicas.get(partition)
+            if replica is None or replica.retired:
+                continue
+            taught += self._teach(
+                replica,
+                deliveries,
+                arrivals[partition],
+                due[partition],
+                states,
+                snapshots_of,
+                stages,
+            )
+        return taught
+
+    def passed(self, messages: Iterable[Any]) -> None:
+        """Record that the worker is done with ``messages`` (any input message, valid or
+        not): an offset the models have not learned and that teaches nothing (a dead
+        letter, a re-sent copy) may still be committed once a checkpoint includes it."""
+        for message in messages:
+            replica = self._replicas.get(message.partition)
+            if replica is None or replica.retired:
+                continue
+            name = source(message.topic, message.partition)
+            if message.offset > replica.offsets.get(name, -1):
+                replica.offsets[name] = message.offset
+                replica.dirty = True
+
+    @staticmethod
+    def _arrivals(
+        deliveries: list[Delivery[Any]], states: dict[str, Profile]
+    ) -> list[tuple[Arrival, Delivery[Purchase]]]:
+        out = []
+        for delivery in deliveries:
+            if not isinstance(delivery.record, Purchase):
+                continue
+            profile = states.get(delivery.customer_id)
+            snapshot = profile.model_state.snapshot(delivery.offset) if profile else None
+            day = to_days(delivery.record.occurred_at)
+            out.append((Arrival(delivery.customer_id, delivery.offset, day, snapshot), delivery))
+        return out
+
+    async def _find_due(
+        self, arrivals: dict[int, list[tuple[Arrival, Delivery[Purchase]]]]
+    ) -> dict[int, list[Due]]:
+        added: dict[int, list[tuple[str, int, float]]] = {}
+        ranges = {}
+        for partition, items in arrivals.items():
+            if not items:
+                continue
+            model = self._replicas[partition].models.purchases.propensity
+            added[partition] = [
+                (a.customer_id, a.offset, a.snapshot.day) for a, _ in items if a.snapshot
+            ]
+            upto = max(a.day for a, _ in items)
+            if upto > model.clock:
+                ranges[partition] = (model, model.clock, upto)
+        if not added:
+            return defaultdict(list)
+        found = await self._due().add_and_find(added, ranges)
+        out: dict[int, list[Due]] = defaultdict(list)
+        for partition, items in found.items():
+            first = min(a.offset for a, _ in arrivals[partition])
+            # Snapshots of this run's own purchases (and of later ones, during a replay)
+            # are scheduled by the run itself.
+            out[partition] = [d for d in items if d.offset < first]
+        return out
+
+    @staticmethod
+    def _teach(
+        replica: Replica,
+        deliveries: list[Delivery[Any]],
+        arrivals: list[tuple[Arrival, Delivery[Purchase]]],
+        due: list[Due],
+        states: dict[str, Profile],
+        snapshots_of: Callable[[str], Sequence[Snapshot]],
+        stages: Stages,
+    ) -> int:
+        models = replica.models
+        for delivery in deliveries:
+            record = delivery.record
+            if isinstance(record, ChatMessage):
+                with stages.timed("intent"):
+                    models.conversations.learn_chat(record)
+            elif isinstance(record, Feedback):
+                with stages.timed("sentiment"):
+                    models.conversations.learn_feedback(record)
+        lessons = {}
+        for _, delivery in arrivals:
+            profile = states.get(delivery.customer_id)
+            state = profile.model_state if profile is not None else CustomerModelState()
+            lesson = state.lesson(delivery.offset)
+            if lesson is None:
+                log.warning(
+                    "no stored lesson for %s@%d: the models skip it",
+                    delivery.source,
+                    delivery.offset,
+                )
+            lessons[delivery.offset] = lesson
+
+        def on_arrival(arrival: Arrival) -> None:
+            lesson = lessons.get(arrival.offset)
+            if lesson is not None:
+                models.purchases.learn(lesson)
+
+        with stages.timed("purchase_models"):
+            learn_purchases(
+                models.purchases.propensity, [a for a, _ in arrivals], due, snapshots_of, on_arrival
+            )
+        for delivery in deliveries:
+            replica.offsets[delivery.source] = delivery.offset
+        replica.learned += len(deliveries)
+        replica.dirty = True
+        return len(deliveries)
+
+    async def checkpoint(self, partitions: Iterable[int] | None = None) -> int:
+        """Write the checkpoints of the (given) replicas that learned since their last one;
+        returns the bytes written."""
+        chosen = (
+            self._replicas.values()
+            if partitions is None
+            else [self._replicas[p] for p in partitions if p in self._replicas]
+        )
+        dirty = [r for r in chosen if r.dirty and not r.retired]
         if not dirty:
-            return
-        pipe = self.store.raw_client.pipeline(transaction=False)
-        for replica in dirty:
-            pipe.set(checkpoint_key(self.name, replica.partition), replica.dumps())
-        await pipe.execute()
+            return 0
+        states = {r.partition: r.state() for r in dirty}
+        clocks = {r.partition: r.models.purchases.propensity.clock for r in dirty}
         for replica in dirty:
             replica.dirty = False
+        try:
+            written = await self.store.save(states)
+        except BaseException:
+            for replica in dirty:
+                replica.dirty = True
+            raise
+        for replica in dirty:
+            replica.checkpointed = dict(states[replica.partition]["offsets"])
+            replica.checkpointed_clock = clocks[replica.partition]
+        due = self._due()
+        for replica in dirty:
+            window = replica.models.purchases.propensity.window_days
+            await due.forget_before(replica.partition, replica.checkpointed_clock - window - 1)
+        return written
 
-    def drop(self, partitions: Iterable[int]) -> None:
-        """Forget replicas of partitions this worker no longer owns (another worker may
-        now teach them; they are reloaded from the checkpoint if they come back)."""
+    def committable(self) -> dict[tuple[str, int], int]:
+        """The next offset to commit per input partition: what the checkpoints include."""
+        out = {}
+        for replica in self._replicas.values():
+            for name, offset in replica.checkpointed.items():
+                topic, _, partition = name.rpartition(":")
+                out[(topic, int(partition))] = offset + 1
+        return out
+
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Partitions assigned to this worker (again): retired replicas of them are
+        dropped, to be loaded afresh from their checkpoints (another worker may have
+        learned meanwhile)."""
         for partition in partitions:
-            self._replicas.pop(partition, None)
+            replica = self._replicas.get(partition)
+            if replica is not None and replica.retired:
+                del self._replicas[partition]
+
+    async def retire(self, partitions: Iterable[int]) -> None:
+        """Checkpoint the replicas of revoked partitions and never write them again (the
+        partitions' new owner may be learning already)."""
+        chosen = [p for p in partitions if p in self._replicas]
+        await self.checkpoint(chosen)
+        for partition in chosen:
+            self._replicas[partition].retired = True

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from crmstream.models.alerts import AlertPolicy
-from crmstream.models.anomaly import PurchaseAnomaly
+from crmstream.models.events import Policies
 from crmstream.models.money import Currencies
-from crmstream.models.propensity import PurchasePropensity
-from crmstream.models.segments import CustomerSegments
+from crmstream.models.purchase_models import PurchaseModels
 from crmstream.models.tiers import TierPolicy
+
+#: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
+DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
 
 
 class Settings(BaseSettings):
@@ -90,6 +93,14 @@ class Settings(BaseSettings):
     anomaly_warmup: int = Field(500, ge=0)
     """``CRM_ANOMALY_WARMUP``: purchases a partition's anomaly model learns from before it
     may alert."""
+    checkpoint_interval: float = Field(10.0, gt=0, le=3600)
+    """``CRM_CHECKPOINT_INTERVAL``: seconds between checkpoints of the models' shared weights
+    (also written on revocation and shutdown). Kafka offsets are committed only as far as a
+    checkpoint includes, so a crash replays at most about this much of the stream."""
+    checkpoint_secret: SecretStr = SecretStr("")
+    """``CRM_CHECKPOINT_SECRET``: key of the HMAC that authenticates model checkpoints
+    before they are unpickled. Set it in production (any long random string, the same for
+    every worker); empty means a fixed development key, with a warning at start."""
     web_enabled: bool = False
     """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
     web_port: int = Field(6066, ge=1, le=65535)
@@ -99,12 +110,25 @@ class Settings(BaseSettings):
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """``CRM_LOG_LEVEL``: worker log level."""
+    shutdown_timeout: float = Field(15.0, gt=0, le=3600)
+    """``CRM_SHUTDOWN_TIMEOUT``: seconds a worker may take to stop after SIGTERM or Ctrl-C
+    before it exits anyway (exit code 3), whatever it is waiting for."""
 
     @field_validator("kafka_url")
     @classmethod
     def _kafka_scheme(cls, value: str) -> str:
-        if not value.startswith("kafka://"):
-            raise ValueError("CRM_KAFKA_URL must look like kafka://host:port")
+        parts = (part.strip() for part in value.removeprefix("kafka://").split(";"))
+        servers = [part for part in parts if part]
+        if not value.startswith("kafka://") or not servers or not all(map(_is_host_port, servers)):
+            raise ValueError(f"must look like kafka://host:port[;host:port], got {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        problem = redis_url_problem(value)
+        if problem:
+            raise ValueError(f"{problem}, got {redact_url(value)!r}")
         return value
 
     @property
@@ -136,19 +160,82 @@ class Settings(BaseSettings):
             critical_tiers=tuple(self.alert_critical_tiers),
         )
 
-    def purchase_models(self) -> dict[str, object]:
-        """Fresh models for one partition of ``crm.purchases``."""
-        return {
-            "propensity": PurchasePropensity(
-                horizon_days=self.propensity_horizon_days,
-                period_days=self.propensity_period_days,
-            ),
-            "segments": CustomerSegments(n_segments=self.segments),
-            "anomaly": PurchaseAnomaly(
-                threshold=self.anomaly_threshold, warmup=self.anomaly_warmup
-            ),
-        }
+    def purchase_models(self) -> PurchaseModels:
+        """Fresh purchase models for one partition."""
+        return PurchaseModels.create(
+            horizon_days=self.propensity_horizon_days,
+            period_days=self.propensity_period_days,
+            n_segments=self.segments,
+            anomaly_threshold=self.anomaly_threshold,
+            anomaly_warmup=self.anomaly_warmup,
+        )
+
+    def policies(self) -> Policies:
+        """The business rules events are applied with."""
+        return Policies(self.tier_policy(), self.alert_policy(), self.currencies())
+
+    def checkpoint_key(self) -> bytes:
+        """The HMAC key of model checkpoints (a development key when none is set)."""
+        secret = self.checkpoint_secret.get_secret_value()
+        return (secret or DEVELOPMENT_CHECKPOINT_SECRET).encode()
 
     def currencies(self) -> Currencies:
         """Exchange rates into the base currency."""
         return Currencies(self.currency, dict(self.fx_rates))
+
+
+def _is_host_port(server: str) -> bool:
+    host, colon, port = server.rpartition(":")
+    if not colon:
+        return bool(server)  # the port defaults to 9092
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, or ``None`` if a Redis client can use it.
+
+    Whether the database exists is for the server to say (it has 16 unless configured).
+
+    >>> redis_url_problem("redis://user:secret@cache:6380/2") is None
+    True
+    >>> redis_url_problem("http://cache:6379/0")
+    'must start with redis://, rediss:// or unix://'
+    >>> redis_url_problem("redis://cache:6379/first")
+    'the database must be a number (redis://host:port/0)'
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return "must start with redis://, rediss:// or unix://"
+    if parts.scheme == "unix":
+        if not parts.path:
+            return "needs the socket path (unix:///path/to/redis.sock)"
+        if not parse_qs(parts.query).get("db", ["0"])[0].isdigit():
+            return "the database must be a number (unix:///path/to/redis.sock?db=0)"
+        return None
+    if not parts.hostname:
+        return "needs a host (redis://host:port/0)"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        return "the port must be a number from 1 to 65535"
+    if parts.path not in ("", "/") and not parts.path.strip("/").isdigit():
+        return "the database must be a number (redis://host:port/0)"
+    return None
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced, fit for messages and logs.
+
+    >>> redact_url("rediss://app:s3cret@cache:6380/0")
+    'rediss://app:***@cache:6380/0'
+    >>> redact_url("redis://127.0.0.1:6379/0")
+    'redis://127.0.0.1:6379/0'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:***" if parts.username else ":***"
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{user}@{host}").geturl()

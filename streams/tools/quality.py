@@ -2,33 +2,36 @@
 
 Each partition's models are measured prequentially (every prediction is made before the
 model learns from the event it predicts) and checkpointed with the models, so what this
-module reports is exactly what the workers last committed: no worker needs to be asked,
-and a stopped deployment can still be inspected. ``crmstream models`` prints it.
+module reports is what the workers last checkpointed: no worker needs to be asked, and a
+stopped deployment can still be inspected. ``crmstream models`` prints it. Checkpoints
+are authenticated (``CRM_CHECKPOINT_SECRET``) before they are read.
 """
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
-from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.replicas import checkpoint_key
+from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.replicas import PartitionModels
 
-#: Names of the replica sets the workers checkpoint.
+#: Names of the model sets of a partition, as reported.
 PURCHASES, CONVERSATIONS = "purchases", "conversations"
 
 
 def purchase_quality(state: dict[str, Any]) -> dict[str, Any]:
-    """What a ``purchases`` checkpoint says about its models."""
-    models = state["models"]
-    anomaly = models["anomaly"]
+    """What a checkpoint says about its purchase models."""
+    models: PartitionModels = state["models"]
+    purchases = models.purchases
+    anomaly = purchases.anomaly
+    segments = purchases.segments.describe()
     return {
         "learned": state["learned"],
         "propensity": {
-            "horizon_days": models["propensity"].horizon_days,
-            **models["propensity"].quality(),
+            "horizon_days": purchases.propensity.horizon_days,
+            **purchases.propensity.quality(),
+            "customers": int(sum(s["customers"] for s in segments.values())),
         },
-        "segments": models["segments"].describe(),
+        "segments": segments,
         "anomaly": {
             "purchases": anomaly.seen,
             "flagged": anomaly.flagged,
@@ -40,25 +43,19 @@ def purchase_quality(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def conversation_quality(state: dict[str, Any]) -> dict[str, Any]:
-    """What a ``conversations`` checkpoint says about its models."""
-    models = state["models"]
+    """What a checkpoint says about its conversation models."""
+    models: PartitionModels = state["models"]
     return {
         "learned": state["learned"],
-        "sentiment_ratings_learned": models["sentiment"].n_learned,
-        "intent_labels_learned": models["intent"].n_learned,
+        "sentiment_ratings_learned": models.conversations.sentiment.n_learned,
+        "intent_labels_learned": models.conversations.intent.n_learned,
     }
 
 
-async def read_quality(store: ProfileStore, partitions: int) -> dict[str, dict[int, Any]]:
-    """The quality of every checkpointed replica of partitions ``0 .. partitions - 1``.
-
-    Checkpoints are pickles: Redis must be trusted storage (as for the workers).
-    """
-    report: dict[str, dict[int, Any]] = {}
-    for name, describe in ((PURCHASES, purchase_quality), (CONVERSATIONS, conversation_quality)):
-        keys = [checkpoint_key(name, p) for p in range(partitions)]
-        blobs = await store.raw_client.mget(keys) if keys else []
-        report[name] = {
-            p: describe(pickle.loads(blob)) for p, blob in enumerate(blobs) if blob is not None
-        }
-    return report
+async def read_quality(store: CheckpointStore, partitions: int) -> dict[str, dict[int, Any]]:
+    """The quality of every checkpointed partition ``0 .. partitions - 1``."""
+    states = await store.load(list(range(partitions)))
+    return {
+        PURCHASES: {p: purchase_quality(state) for p, state in sorted(states.items())},
+        CONVERSATIONS: {p: conversation_quality(state) for p, state in sorted(states.items())},
+    }

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import pickle
 import random
 import signal
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crmstream.models.anomaly import purchase_features
-from crmstream.models.purchase_models import learn_purchase
+from crmstream.models.offline import OfflinePartition
+from crmstream.models.purchase_models import PurchaseModels
 from crmstream.schemas import Purchase, decode
 from crmstream.streams import topics
+from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.cli import main
-from crmstream.streams.profiles import ProfileStore
-from crmstream.streams.replicas import checkpoint_key
 from crmstream.streams.settings import Settings
 from crmstream.streams.tools.publisher import Publisher
 from crmstream.streams.tools.quality import read_quality
@@ -31,7 +29,7 @@ PURCHASES = 3000
 
 
 def make_purchases(seed: int = 11) -> list[Purchase]:
-    """Purchases over 300 days by customers who buy at their own pace, some re-sent."""
+    """Purchases over 300 days by 150 customers, some re-sent."""
     rng = random.Random(seed)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     stream = []
@@ -39,7 +37,7 @@ def make_purchases(seed: int = 11) -> list[Purchase]:
         stream.append(
             Purchase(
                 event_id=f"buy-{i}",
-                customer_id=f"cust-{int(rng.paretovariate(1.2)) % CUSTOMERS:03d}",
+                customer_id=f"cust-{rng.randrange(CUSTOMERS):03d}",
                 occurred_at=start + timedelta(minutes=144 * i),
                 amount=round(rng.lognormvariate(3.3, 0.6), 2),
             )
@@ -51,11 +49,9 @@ def make_purchases(seed: int = 11) -> list[Purchase]:
 
 def checkpoints(redis_url: str) -> dict[int, dict]:
     async def fetch():
-        store = ProfileStore(redis_url)
+        store = CheckpointStore(redis_url, Settings().checkpoint_key())
         try:
-            keys = [checkpoint_key("purchases", p) for p in range(PARTITIONS)]
-            blobs = await store.raw_client.mget(keys)
-            return {p: pickle.loads(b) for p, b in enumerate(blobs) if b is not None}
+            return await store.load(list(range(PARTITIONS)))
         finally:
             await store.close()
 
@@ -64,7 +60,7 @@ def checkpoints(redis_url: str) -> dict[int, dict]:
 
 def quality(redis_url: str) -> dict:
     async def fetch():
-        store = ProfileStore(redis_url)
+        store = CheckpointStore(redis_url, Settings().checkpoint_key())
         try:
             return await read_quality(store, PARTITIONS)
         finally:
@@ -77,10 +73,11 @@ def learned_total(redis_url: str) -> int:
     return sum(state["learned"] for state in checkpoints(redis_url).values())
 
 
-def reference_models(bootstrap: list[str]) -> dict[int, dict]:
-    """Each partition's models taught every distinct purchase once, in offset order."""
+def reference_models(bootstrap: list[str]) -> dict[int, PurchaseModels]:
+    """Each partition's models taught every distinct purchase once, one at a time, in
+    offset order: a single clean pass with no crash and no batching."""
     settings = Settings(partitions=PARTITIONS)
-    models: dict[int, dict] = {}
+    partitions: dict[int, OfflinePartition] = {}
     seen: set[str] = set()
     for record in sorted(
         read_topic(bootstrap, topics.PURCHASES), key=lambda r: (r.partition, r.offset)
@@ -89,9 +86,12 @@ def reference_models(bootstrap: list[str]) -> dict[int, dict]:
         if purchase.event_id in seen:
             continue
         seen.add(purchase.event_id)
-        partition_models = models.setdefault(record.partition, settings.purchase_models())
-        learn_purchase(partition_models, purchase, purchase.amount, None)
-    return models
+        if record.partition not in partitions:
+            partitions[record.partition] = OfflinePartition(
+                settings.purchase_models(), settings.policies()
+            )
+        partitions[record.partition].apply(purchase, record.offset)
+    return {p: partition.models for p, partition in partitions.items()}
 
 
 def test_purchase_models_continue_after_a_crash_without_relearning(
@@ -101,7 +101,7 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
     distinct = len({p.event_id for p in stream})
     half = len(stream) // 2
     bootstrap = [stack.kafka_url.removeprefix("kafka://")]
-    env = {"partitions": str(PARTITIONS), "batch_size": "50"}
+    env = {"partitions": str(PARTITIONS), "batch_size": "50", "checkpoint_interval": "1"}
 
     with Publisher(bootstrap) as publisher:
         for purchase in stream[:half]:
@@ -123,26 +123,23 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
             "the restarted worker to commit every offset",
         )
         assert second.stop() == 0, second.log()[-3000:]
-        assert "restored purchases models" in second.log()
+        assert "restored the models of partition" in second.log()
 
     restored = checkpoints(stack.redis_url)
     assert sum(state["learned"] for state in restored.values()) == distinct
     expected = reference_models(bootstrap)
     assert restored.keys() == expected.keys()
-    probe_day = datetime(2026, 12, 1, tzinfo=UTC)
+    probe = {"amount": 0.5, "units": 0.2, "vs_mean": 0.7, "gap": 0.1}
     for partition, state in restored.items():
-        models, reference = state["models"], expected[partition]
-        assert models["propensity"].histories == reference["propensity"].histories
-        assert models["propensity"].labels == reference["propensity"].labels
-        assert models["anomaly"].seen == reference["anomaly"].seen
-        assert models["segments"].members == reference["segments"].members
-        assert models["segments"].kmeans.centers == reference["segments"].kmeans.centers
-        probe = purchase_features(500.0, 3, 4, 120.0, 2.0)
-        assert models["anomaly"].score_one(probe) == reference["anomaly"].score_one(probe)
-        for customer_id in reference["propensity"].histories:
-            assert models["propensity"].predict_customer(customer_id, probe_day) == (
-                reference["propensity"].predict_customer(customer_id, probe_day)
-            )
+        models, reference = state["models"].purchases, expected[partition]
+        assert models.propensity.labels == reference.propensity.labels
+        assert models.propensity.hazard.regression.weights == (
+            reference.propensity.hazard.regression.weights
+        )
+        assert models.anomaly.seen == reference.anomaly.seen
+        assert models.anomaly.score_one(probe) == reference.anomaly.score_one(probe)
+        assert models.segments.kmeans.centers == reference.segments.kmeans.centers
+        assert sum(models.segments.sizes.values()) == sum(reference.segments.sizes.values())
 
     # What `crmstream models` reports is what the checkpoints hold.
     report = quality(stack.redis_url)["purchases"]
@@ -150,9 +147,8 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
     assert sum(r["learned"] for r in report.values()) == distinct
     assert sum(r["anomaly"]["purchases"] for r in report.values()) == distinct
     for partition, r in report.items():
-        customers = len(expected[partition]["propensity"].histories)
+        customers = sum(expected[partition].segments.sizes.values())
         assert r["propensity"]["customers"] == customers
-        assert sum(s["customers"] for s in r["segments"].values()) == customers
         assert r["propensity"]["resolved"] > 0
 
     # ...and so does the command line, as JSON and as tables.

@@ -1,97 +1,145 @@
-"""Model replicas: restored from Redis checkpoints, learning every event exactly once."""
+"""Partition models across crashes: checkpoints on an interval, replay learns each event
+once, and checkpoints are authenticated before they are unpickled."""
 
 from __future__ import annotations
 
-from collections import Counter
+import pickle
+import random
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
-from crmstream.streams.profiles import ApplyResult, Delivery, ProfileStore
-from crmstream.streams.replicas import ModelReplicas, checkpoint_key
+from crmstream.schemas import Feedback, Purchase
+from crmstream.streams import topics
+from crmstream.streams.checkpoints import CheckpointRefused, CheckpointStore, checkpoint_key
+from tests.integration.conftest import Feeder, make_app
 
 pytestmark = pytest.mark.integration
 
-NAME = "counting"
+START = datetime(2026, 1, 1, tzinfo=UTC)
+TEXTS = ("arrived smashed and late", "lovely, crisp and fresh", "fine I guess", "awful box")
 
 
-def counting_models() -> dict[str, Counter]:
-    return {"seen": Counter()}
+def stream(n: int = 160, seed: int = 3) -> list[tuple[str, bytes, str]]:
+    """Purchases over 200 days by 12 customers, and rated feedback: (topic, value, key)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        customer = f"c{rng.randrange(12)}"
+        at = START + timedelta(days=200 * i / n)
+        if i % 5 == 4:
+            record = Feedback(
+                event_id=f"f{i}",
+                customer_id=customer,
+                occurred_at=at,
+                rating=rng.choice((1, 2, 4, 5)),
+                text=rng.choice(TEXTS),
+            )
+            out.append((topics.FEEDBACK, msgspec.json.encode(record), customer))
+        else:
+            record = Purchase(
+                event_id=f"p{i}",
+                customer_id=customer,
+                occurred_at=at,
+                amount=round(rng.lognormvariate(3.3, 0.6), 2),
+            )
+            out.append((topics.PURCHASES, msgspec.json.encode(record), customer))
+    return out
 
 
-def teach(models, delivery) -> bool:
-    models["seen"][delivery.event_id] += 1
-    return True
+def fingerprint(replica) -> dict:
+    """What the models learned, comparably."""
+    purchases = replica.models.purchases
+    probe = {"amount": 0.6, "units": 0.2, "vs_mean": 0.7, "gap": 0.1}
+    return {
+        "learned": replica.learned,
+        "offsets": replica.offsets,
+        "labels": dict(purchases.propensity.labels),
+        "hazard": dict(purchases.propensity.hazard.regression.weights),
+        "clock": purchases.propensity.clock,
+        "anomaly_seen": purchases.anomaly.seen,
+        "anomaly_probe": purchases.anomaly.score_one(probe),
+        "centres": {k: dict(v) for k, v in purchases.segments.kmeans.centers.items()},
+        "sizes": dict(purchases.segments.sizes),
+        "sentiment": replica.models.conversations.sentiment.n_learned,
+    }
 
 
-def result(*deliveries) -> ApplyResult:
-    return ApplyResult(learnable=list(deliveries))
+async def feed_all(feed: Feeder, records) -> None:
+    for topic, value, key in records:
+        await feed.put(topic, value, key=key.encode())
 
 
-def chat(partition: int, offset: int, event_id: str) -> Delivery:
-    return Delivery("crm.chats", partition, offset, "c1", event_id, None)
+async def test_a_crash_between_checkpoints_replays_and_learns_each_event_once(stack):
+    records = stream()
+    # A clean pass, no crash, in a Redis database of its own.
+    clean_app, clean, _ = make_app(stack, redis_url=stack.redis_url.rsplit("/", 1)[0] + "/1")
+    async with clean_app.agents["events"].test_context() as agent:
+        await feed_all(Feeder(agent), records)
+    expected = fingerprint(clean.replicas[0])
+    assert expected["labels"] and expected["sentiment"] > 0
+
+    # The same stream, with a checkpoint after 70 events and a crash after 120.
+    app, runtime, sink = make_app(stack)
+    async with app.agents["events"].test_context() as agent:
+        feed = Feeder(agent)
+        await feed_all(feed, records[:70])
+        await runtime.checkpoint(app)
+        checkpointed = dict(runtime.replicas[0].offsets)
+        await feed_all(feed, records[70:120])
+    sent_before_crash = len(sink.sent)
+    # Kafka may commit only what the checkpoint includes.
+    committable = runtime.replicas.committable()
+    assert committable == {
+        (name.rpartition(":")[0], 0): offset + 1 for name, offset in checkpointed.items()
+    }
+
+    # A new worker restores the checkpoint; Kafka redelivers from the committed offsets,
+    # and here even a few events before them (as after a commit that did not go through).
+    restarted, again, resent = make_app(stack)
+    async with restarted.agents["events"].test_context() as agent:
+        feed = Feeder(agent)
+        for topic, value, key in records:
+            feed_offset = feed.offsets[(topic, 0)]
+            feed.offsets[(topic, 0)] += 1
+            if feed_offset <= checkpointed.get(f"{topic}:0", -1) - 5:
+                continue  # committed: not redelivered
+            await feed.put(topic, value, key=key.encode(), offset=feed_offset)
+    assert fingerprint(again.replicas[0]) == expected
+    # The replayed events' outputs are not sent again (the profile guard skips them).
+    first_run_ids = {o.value for o in sink.sent}
+    assert not first_run_ids & {o.value for o in resent.sent}
+    assert sent_before_crash == len(sink.sent)
 
 
-async def test_each_event_is_learned_once_across_restarts(stack):
-    store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models, NAME)
-    first = [chat(0, 0, "a"), chat(0, 1, "b"), chat(1, 0, "x")]
-    await replicas.prepare(first)
-    await replicas.learn(result(*first), teach)
-    assert dict(replicas[0].models["seen"]) == {"a": 1, "b": 1}
-    assert await store.raw_client.exists(checkpoint_key(NAME, 0), checkpoint_key(NAME, 1)) == 2
-
-    # A new worker (or the same after a restart) restores the checkpoint...
-    restored = ModelReplicas(store, counting_models, NAME)
-    await restored.load([0, 1])
-    assert restored[0].models == replicas[0].models
-    assert restored[0].learned == 2 and restored[0].offsets == {"crm.chats:0": 1}
-    # ...and skips redeliveries and re-sent copies, learning only what is new.
-    redelivered = [chat(0, 1, "b"), chat(0, 2, "a"), chat(0, 3, "c"), chat(1, 0, "x")]
-    await restored.learn(result(*redelivered), teach)
-    assert dict(restored[0].models["seen"]) == {"a": 1, "b": 1, "c": 1}
-    assert dict(restored[1].models["seen"]) == {"x": 1}
+async def test_a_tampered_or_foreign_checkpoint_is_refused(stack):
+    store = CheckpointStore(stack.redis_url, b"secret")
+    marker = {"models": "harmless"}
+    await store.save({5: marker})
+    assert await store.load([5]) == {5: marker}
+    blob = await store.client.get(checkpoint_key(5))
+    tampered = blob[:-3] + pickle.dumps(1)[:3]
+    await store.client.set(checkpoint_key(5), tampered)
+    with pytest.raises(CheckpointRefused, match="failed authentication"):
+        await store.load([5])
+    await store.client.set(checkpoint_key(5), blob)
+    with pytest.raises(CheckpointRefused, match="CRM_CHECKPOINT_SECRET"):
+        await CheckpointStore(stack.redis_url, b"another").load([5])
+    # An unsigned pickle (what older versions wrote) is never unpickled either.
+    await store.client.set(checkpoint_key(5), pickle.dumps(marker))
+    with pytest.raises(CheckpointRefused, match="format"):
+        await store.load([5])
     await store.close()
 
 
-async def test_a_dropped_partition_is_reloaded_from_its_checkpoint(stack):
-    store = ProfileStore(stack.redis_url)
-    mine, theirs = (
-        ModelReplicas(store, counting_models, NAME),
-        ModelReplicas(store, counting_models, NAME),
-    )
-    await mine.prepare([chat(0, 0, "a")])
-    await mine.learn(result(chat(0, 0, "a")), teach)
-    # The partition moves to another worker, which learns more...
-    mine.drop([0])
-    await theirs.prepare([chat(0, 1, "b")])
-    await theirs.learn(result(chat(0, 1, "b")), teach)
-    # ...and comes back: the first worker sees everything learned meanwhile.
-    await mine.prepare([chat(0, 2, "c")])
-    assert dict(mine[0].models["seen"]) == {"a": 1, "b": 1}
-    await store.close()
-
-
-async def test_nothing_is_written_when_nothing_was_learned(stack):
-    store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models, NAME)
-    await replicas.prepare([chat(3, 0, "a")])
-    await replicas.learn(result(), teach)
-    assert await store.raw_client.exists(checkpoint_key(NAME, 3)) == 0
-    await store.close()
-
-
-async def test_events_that_teach_nothing_do_not_cost_a_checkpoint(stack):
-    store = ProfileStore(stack.redis_url)
-    replicas = ModelReplicas(store, counting_models, NAME)
-    chit_chat = [chat(4, 0, "a"), chat(4, 1, "b")]
-    await replicas.prepare(chit_chat)
-    await replicas.learn(result(*chit_chat), lambda models, delivery: False)
-    assert await store.raw_client.exists(checkpoint_key(NAME, 4)) == 0
-    assert replicas[4].offsets == {"crm.chats:4": 1}
-    # The next event that does teach something checkpoints the offsets considered so far.
-    await replicas.learn(result(chat(4, 2, "c")), teach)
-    restored = ModelReplicas(store, counting_models, NAME)
-    await restored.load([4])
-    assert restored[4].offsets == {"crm.chats:4": 2}
-    assert dict(restored[4].models["seen"]) == {"c": 1}
-    await store.close()
+async def test_a_revoked_partition_is_checkpointed_and_never_written_again(stack):
+    app, runtime, _ = make_app(stack)
+    async with app.agents["events"].test_context() as agent:
+        await feed_all(Feeder(agent), stream(20))
+        await runtime.replicas.retire([0])
+        before = await runtime.checkpoints.client.get(checkpoint_key(0))
+        assert before is not None
+        await Feeder(agent).put(*stream(21)[-1][:2], offset=100)
+        await runtime.checkpoint(app)
+        assert await runtime.checkpoints.client.get(checkpoint_key(0)) == before

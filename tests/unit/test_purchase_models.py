@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crmstream.models.anomaly import purchase_features
+from crmstream.models.offline import OfflinePartition
 from crmstream.models.propensity import History, PurchasePropensity, customer_features, to_days
-from crmstream.models.purchase_models import learn_purchase
 from crmstream.models.segments import rfm_features
 from crmstream.schemas import Purchase
 from crmstream.streams.settings import Settings
@@ -45,7 +45,9 @@ def test_a_purchase_labels_its_period_positive_when_the_period_closes():
     assert len(model.taught) == 1
     model.advance(to_days(day(60)))
     assert model.taught == [(1.0, 0.0, False), (1.0, 30.0, True)]
-    # The snapshot of day 0 resolved positive within its 90-day horizon.
+    # The snapshot of day 0 resolves positive when its 90-day horizon has passed.
+    assert model.outcomes == {}
+    model.advance(to_days(day(90)))
     assert model.outcomes == {True: 1}
 
 
@@ -56,7 +58,7 @@ def test_a_customer_who_never_returns_teaches_one_negative_per_period_then_stops
     gone = [(t, y) for orders, t, y in model.taught]
     assert gone == [(0.0, False), (30.0, False), (60.0, False), (90.0, False)]
     assert model.outcomes == {False: 1}  # its horizon passed without a purchase
-    assert "gone" not in model.pending and "gone" in model.histories
+    assert [s.orders for s in model.snapshots["gone"]] == [1]
 
 
 def test_the_clock_is_event_time_and_never_goes_back():
@@ -119,27 +121,30 @@ def purchases(n: int, seed: int = 3) -> list[Purchase]:
 
 def test_a_restored_checkpoint_predicts_and_learns_exactly_as_the_original():
     stream = purchases(3000)
-    original = Settings().purchase_models()
+    settings = Settings()
+    original = OfflinePartition(settings.purchase_models(), settings.policies())
     for purchase in stream[:2000]:
-        learn_purchase(original, purchase, purchase.amount, None)
+        original.apply(purchase)
     restored = pickle.loads(pickle.dumps(original, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def predictions(models) -> list[float]:
+    def predictions(partition: OfflinePartition) -> list[float]:
+        models = partition.models
         out = []
-        for customer in sorted(models["propensity"].histories):
-            out.append(models["propensity"].predict_customer(customer, day(800)))
+        for customer in sorted(partition.profiles):
+            snapshot = partition.profiles[customer].model_state.latest()
+            out.append(models.propensity.predict_history(snapshot.history, to_days(day(800))))
         for gap in (0.0, 3.0, 60.0):
-            out.append(models["segments"].predict_one(rfm_features(gap, 4, 150.0)))
-            out.append(models["anomaly"].score_one(purchase_features(900.0, 9, 4, 150.0, gap)))
+            out.append(models.segments.predict_one(rfm_features(gap, 4, 150.0)))
+            out.append(models.anomaly.score_one(purchase_features(900.0, 9, 4, 150.0, gap)))
         return out
 
     assert predictions(restored) == predictions(original)
     for purchase in stream[2000:]:
-        learn_purchase(original, purchase, purchase.amount, None)
-        learn_purchase(restored, purchase, purchase.amount, None)
+        original.apply(purchase)
+        restored.apply(purchase)
     assert predictions(restored) == predictions(original)
-    assert restored["propensity"].quality() == original["propensity"].quality()
-    assert restored["segments"].sizes == original["segments"].sizes
+    assert restored.models.propensity.quality() == original.models.propensity.quality()
+    assert restored.models.segments.sizes == original.models.segments.sizes
 
 
 def test_customer_features_of_a_one_time_buyer():

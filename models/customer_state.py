@@ -1,0 +1,118 @@
+"""What the models keep of one customer: stored with the customer, not in the models.
+
+Kept in the customer's profile (field ``model_state``) and written by the same
+compare-and-set as the rest of the profile, so it is applied exactly once and follows the
+customer to whichever worker owns their partition. See
+:mod:`crmstream.models.purchase_models`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from crmstream.models.propensity import Snapshot
+
+
+class PurchaseLesson(msgspec.Struct, array_like=True, frozen=True):
+    """What one purchase teaches the shared models, as it was when the purchase arrived.
+
+    ``offset`` is the purchase's position in its partition; ``anomaly`` and ``rfm`` the
+    features of the anomaly and segment models; ``previous_segment`` (``-1``: none) and
+    ``segment`` the customer's move between segments.
+    """
+
+    offset: int
+    anomaly: tuple[float, float, float, float]
+    rfm: tuple[float, float, float]
+    previous_segment: int
+    segment: int
+
+
+class CustomerModelState(msgspec.Struct, kw_only=True):
+    """What the purchase models keep of one customer, stored with the customer's profile.
+
+    Examples
+    --------
+    >>> CustomerModelState().latest() is None
+    True
+    """
+
+    snapshots: list[Snapshot] = msgspec.field(default_factory=list)
+    lessons: list[PurchaseLesson] = msgspec.field(default_factory=list)
+    #: Chats and feedback applied since the models' last checkpoint, as ``(kind, offset)``:
+    #: a replay teaches the models only events that were applied (not re-sent copies).
+    marks: list[tuple[str, int]] = msgspec.field(default_factory=list)
+
+    def latest(self) -> Snapshot | None:
+        """The customer's latest snapshot, or ``None`` before their first purchase."""
+        return self.snapshots[-1] if self.snapshots else None
+
+    def lesson(self, offset: int) -> PurchaseLesson | None:
+        """The lesson of the purchase at ``offset``, if it is still kept."""
+        return next((x for x in self.lessons if x.offset == offset), None)
+
+    def snapshot(self, offset: int) -> Snapshot | None:
+        """The snapshot of the purchase at ``offset``, if it is still kept."""
+        return next((s for s in self.snapshots if s.offset == offset), None)
+
+    def applied(self, kind: str, offset: int) -> bool:
+        """Whether the event of ``kind`` at ``offset`` was applied to this customer and
+        not yet included in a checkpoint of the models (``purchase``, ``chat``,
+        ``feedback``)."""
+        if kind == PURCHASE:
+            return self.lesson(offset) is not None
+        return (kind, offset) in self.marks
+
+
+#: The kinds of events, as a customer's model state names them.
+PURCHASE, CHAT, FEEDBACK = "purchase", "chat", "feedback"
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What a customer's state may forget: lessons and marks the last checkpoint of the
+    models includes (offsets at or below ``learned[kind]``), and snapshots whose labels
+    were all learned before its ``clock`` (days)."""
+
+    learned: dict[str, int] = field(default_factory=dict)
+    clock: float = float("-inf")
+
+
+#: The most snapshots kept per customer (the oldest go first). A snapshot teaches for
+#: ``max(max_periods * period_days, horizon_days)`` days; a customer who buys more often
+#: than this many times in that window loses the labels of their oldest snapshots.
+MAX_SNAPSHOTS = 64
+
+
+def trim(state: CustomerModelState, retention: Retention, window_days: float) -> CustomerModelState:
+    """Forget what ``retention`` allows, and the oldest snapshots beyond
+    :data:`MAX_SNAPSHOTS`; the latest snapshot is always kept (it scores the customer).
+
+    Examples
+    --------
+    >>> s = [Snapshot(n, 10.0 * n, n + 1, 5.0, 0.0, 0.0, 0.5) for n in range(3)]
+    >>> lessons = [PurchaseLesson(n, (0, 0, 0, 0), (0, 0, 0), -1, 0) for n in range(3)]
+    >>> state = CustomerModelState(snapshots=s, lessons=lessons, marks=[("chat", 4)])
+    >>> kept = trim(state, Retention({PURCHASE: 1, CHAT: 4}, 35.0), 10.0)
+    >>> [x.offset for x in kept.snapshots], [x.offset for x in kept.lessons], kept.marks
+    ([2], [2], [])
+    """
+    latest = state.snapshots[-1:]
+    snapshots = [s for s in state.snapshots[:-1] if s.day + window_days >= retention.clock]
+    snapshots = [*snapshots, *latest][-MAX_SNAPSHOTS:]
+    learned = retention.learned
+    lessons = [x for x in state.lessons if x.offset > learned.get(PURCHASE, -1)]
+    marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]
+    return CustomerModelState(snapshots=snapshots, lessons=lessons, marks=marks)
+
+
+def marked(
+    state: CustomerModelState, kind: str, offset: int, retention: Retention
+) -> CustomerModelState:
+    """``state`` with the chat or feedback at ``offset`` marked as applied (and what
+    ``retention`` allows forgotten)."""
+    learned = retention.learned
+    marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]
+    return msgspec.structs.replace(state, marks=[*marks, (kind, offset)])

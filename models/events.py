@@ -1,0 +1,119 @@
+"""One input event applied to a customer: the pure fold the worker calls for every event.
+
+``apply_event(profile, event, ...)`` returns the customer's new profile and the records
+the event causes (tier changes and alerts). It is a function of its arguments only, so an
+output is a pure function of its event and of the state the event was applied to: a
+retry on the same state sends the same record under the same id.
+
+Scoring with the partition's shared models happens here, before they learn (prequential);
+learning happens after the batch's profiles are written (see
+:mod:`crmstream.models.purchase_models` and :mod:`crmstream.models.conversations`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import msgspec
+
+from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
+from crmstream.models.conversations import MessageScores
+from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
+from crmstream.models.money import Currencies
+from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
+from crmstream.models.purchase_models import PurchaseModels, score_purchase
+from crmstream.models.tiers import TierPolicy
+from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
+from crmstream.schemas.outputs import Alert, TierChange
+
+Event = Purchase | ChatMessage | Feedback
+#: Forget nothing of a customer's model state (offline use and tests).
+KEEP_ALL = Retention()
+Output = TierChange | Alert
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The configured business rules an event is applied with."""
+
+    tiers: TierPolicy
+    alerts: AlertPolicy
+    currencies: Currencies
+
+
+def apply_event(
+    profile: Profile,
+    event: Event,
+    offset: int,
+    policies: Policies,
+    purchase_models: PurchaseModels,
+    scores: MessageScores | None = None,
+    retention: Retention = KEEP_ALL,
+) -> tuple[Profile, list[Output]]:
+    """Apply one event to a customer's profile; return the new profile and its outputs.
+
+    ``offset`` is the event's position in its partition; ``purchase_models`` are the
+    partition's (a purchase is scored with them); ``scores`` are a customer chat
+    message's sentiment and intent (scored once per message, before the batch is folded);
+    ``retention`` says what the customer's model state may forget.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> from crmstream.models.tiers import TierPolicy
+    >>> at = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    >>> policies = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}))
+    >>> buy = Purchase(event_id="p1", customer_id="c1", occurred_at=at, amount=150.0)
+    >>> profile, outputs = apply_event(Profile(customer_id="c1"), buy, 0, policies,
+    ...                                PurchaseModels.create())
+    >>> profile.tier, [o.to_tier for o in outputs], len(profile.model_state.snapshots)
+    ('silver', ['silver'], 1)
+    """
+    if isinstance(event, Purchase):
+        return _purchase(profile, event, offset, policies, purchase_models, retention)
+    if isinstance(event, ChatMessage):
+        profile = _mark(apply_chat(profile, event), CHAT, offset, retention)
+        if event.sender != "customer":
+            return profile, []
+        if scores is None:
+            raise ValueError(f"chat message {event.event_id} was not scored")
+        profile, alerts = on_message(
+            profile, event, scores.sentiment, scores.intent, policies.alerts
+        )
+        return profile, list(alerts)
+    profile = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)
+    profile, alerts = on_feedback(profile, event, policies.alerts)
+    return profile, list(alerts)
+
+
+def _mark(profile: Profile, kind: str, offset: int, retention: Retention) -> Profile:
+    state = marked(profile.model_state, kind, offset, retention)
+    return msgspec.structs.replace(profile, model_state=state)
+
+
+def _purchase(
+    before: Profile,
+    purchase: Purchase,
+    offset: int,
+    policies: Policies,
+    models: PurchaseModels,
+    retention: Retention,
+) -> tuple[Profile, list[Output]]:
+    fx = policies.currencies
+    amount = fx.to_base(purchase.amount, purchase.currency)
+    after, change = apply_purchase(
+        before,
+        purchase,
+        policies.tiers,
+        amount=amount,
+        cost=fx.to_base(purchase.cost or 0.0, purchase.currency),
+    )
+    scored = score_purchase(models, before, after, purchase, amount, offset, retention)
+    outputs: list[Output] = [change] if change is not None else []
+    if scored.flagged:
+        outputs.extend(
+            on_unusual_purchase(
+                before, purchase, amount, scored.anomaly, models.anomaly.threshold, policies.alerts
+            )
+        )
+    return scored.profile, outputs

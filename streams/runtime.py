@@ -1,0 +1,77 @@
+"""What agents are given: settings, stores, the output sink and the partitions' models."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import faust
+from faust.types import TP
+
+from crmstream.models.events import Policies
+from crmstream.streams import topics
+from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.metrics import Stages
+from crmstream.streams.profiles import ProfileStore, retry_redis
+from crmstream.streams.replicas import Replicas
+from crmstream.streams.settings import Settings
+from crmstream.streams.sink import Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything an agent needs besides its stream, built once per worker."""
+
+    settings: Settings
+    profiles: ProfileStore
+    sink: Sink
+    policies: Policies
+    replicas: Replicas
+    checkpoints: CheckpointStore
+    stages: Stages = field(default_factory=Stages)
+
+    def input_topics(self, app: faust.App) -> faust.TopicT:
+        """The three input topics as one subscription of raw bytes: one agent reads them
+        all, so a customer's events of a batch are folded once, in order per partition."""
+        return app.topic(
+            *topics.INPUTS,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.settings.partitions,
+            replicas=self.settings.replication_factor,
+        )
+
+    def ceiling(self, topic: str, partition: int) -> int | None:
+        """The furthest offset Kafka may commit for an input partition: what the models'
+        latest checkpoint includes (see :mod:`crmstream.streams.replicas`)."""
+        return self.replicas.committable().get((topic, partition))
+
+    async def checkpoint(self, app: faust.App, partitions: list[int] | None = None) -> None:
+        """Checkpoint the models (all, or ``partitions``') and commit what they include."""
+        with self.stages.timed("checkpoint"):
+            written = await retry_redis(
+                "writing model checkpoints", lambda: self.replicas.checkpoint(partitions)
+            )
+        if written:
+            log.debug("checkpointed models: %d bytes", written)
+        await self.commit(app)
+
+    async def commit(self, app: faust.App) -> None:
+        """Commit, for the partitions this worker is assigned, the offsets the checkpoints
+        include (Faust's own commits stop short of them, see the transport)."""
+        try:
+            assigned = app.consumer.assignment()
+        except Exception:  # the consumer is not running (tests, shutdown)
+            return
+        offsets = {
+            TP(topic, partition): offset
+            for (topic, partition), offset in self.replicas.committable().items()
+            if TP(topic, partition) in assigned
+        }
+        if offsets:
+            await app.consumer._commit(offsets)
+
+    async def flush_metrics(self) -> None:
+        await self.stages.flush(self.profiles.client)
