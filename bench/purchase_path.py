@@ -13,6 +13,7 @@ decode, Redis round trips and tier logic cost on top of Faust itself.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -26,7 +27,7 @@ import redis
 from crmstream.streams import topics
 from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.dev.traffic import SyntheticShop
-from crmstream.streams.profiles import CUSTOMERS_KEY, profile_key
+from crmstream.streams.profiles import CUSTOMERS_KEY, PROFILE_FIELD, profile_key
 from crmstream.streams.tools.publisher import Publisher
 
 BASELINE_KEY = "bench:baseline:count"
@@ -65,8 +66,8 @@ def baseline_worker() -> None:
 def applied(store: redis.Redis, customers: list[str]) -> int:
     pipe = store.pipeline(transaction=False)
     for customer in customers:
-        pipe.hget(profile_key(customer), "orders")
-    return sum(int(v or 0) for v in pipe.execute())
+        pipe.hget(profile_key(customer), PROFILE_FIELD)
+    return sum(json.loads(v)["orders"] for v in pipe.execute() if v)
 
 
 def run_once(kind: str, events: int, customers: int) -> tuple[float, float]:

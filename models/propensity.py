@@ -43,7 +43,7 @@ import bisect
 import heapq
 import math
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -67,6 +67,46 @@ def to_days(at: datetime) -> float:
     2.5
     """
     return at.timestamp() / DAY
+
+
+class RollingAUC:
+    """ROC AUC of the last ``window_size`` (label, score) pairs.
+
+    Keeps only the pairs, and ranks them when asked (Mann-Whitney, ties counted half):
+    updating is O(1) and the state pickles to a few bytes per pair, where River's
+    ``RollingROCAUC`` pickles to about 270 bytes per pair.
+
+    Examples
+    --------
+    >>> auc = RollingAUC(window_size=3)
+    >>> for y, p in [(True, 0.9), (False, 0.1), (True, 0.2), (False, 0.3)]:
+    ...     auc.update(y, p)
+    >>> auc.get()  # the last three: (False, 0.1), (True, 0.2), (False, 0.3)
+    0.5
+    """
+
+    def __init__(self, window_size: int = 1000) -> None:
+        self.window_size = window_size
+        self._pairs: deque[tuple[float, bool]] = deque(maxlen=window_size)
+
+    def update(self, y: bool, p: float) -> None:
+        self._pairs.append((float(p), bool(y)))
+
+    def get(self) -> float:
+        pairs = sorted(self._pairs)
+        positives = sum(y for _, y in pairs)
+        negatives = len(pairs) - positives
+        if not positives or not negatives:
+            return 0.0
+        rank_sum, i = 0.0, 0
+        while i < len(pairs):
+            j = i
+            while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+                j += 1
+            mean_rank = (i + j + 1) / 2  # ranks are 1-based
+            rank_sum += mean_rank * sum(y for _, y in pairs[i:j])
+            i = j
+        return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
 @dataclass(slots=True)
@@ -314,9 +354,9 @@ class PropensityModel(base.Estimator):
         self.clock = -math.inf
         self.labels: Counter[bool] = Counter()
         self.outcomes: Counter[bool] = Counter()
-        self.rolling_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
+        self.rolling_auc = RollingAUC(window_size=METRICS_WINDOW)
         self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
-        self.period_auc = metrics.RollingROCAUC(window_size=METRICS_WINDOW)
+        self.period_auc = RollingAUC(window_size=METRICS_WINDOW)
         self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
 
     @property

@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -157,52 +156,34 @@ class _Plan:
     learnable: list[Delivery[Any]] = field(default_factory=list)
 
 
-#: Profile fields holding a list, mapping or record, kept as JSON text in the hash.
-_JSON_FIELDS = frozenset(
-    field.name
-    for field in msgspec.structs.fields(Profile)
-    if isinstance(
-        msgspec.inspect.type_info(field.type),
-        msgspec.inspect.ListType | msgspec.inspect.DictType | msgspec.inspect.StructType,
-    )
-)
+#: The hash field that holds the profile, as JSON (the other fields are bookkeeping).
+PROFILE_FIELD = "profile"
+_encode_profile = msgspec.json.Encoder().encode
+_decode_profile = msgspec.json.Decoder(Profile).decode
 
 
 def profile_to_fields(profile: Profile) -> dict[str, str]:
-    """Encode a profile as Redis hash fields (every value a string; ``None`` fields omitted,
-    as no field returns to ``None`` once set; lists and mappings as JSON).
+    """Encode a profile as Redis hash fields: one field, ``profile``, holding it as JSON
+    (one field to write and parse, whatever the profile holds).
 
     Examples
     --------
-    >>> profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5, cost=10.0))
-    ... # doctest: +NORMALIZE_WHITESPACE
-    {'customer_id': 'c1', 'orders': '2', 'revenue': '30.5', 'cost': '10.0', 'tier': 'bronze',
-     'messages': '0', 'feedback': '0', 'negative_streak': '0', 'streak_event_ids': '[]',
-     'last_alerts': '{}', 'model_state': '{"snapshots":[],"lessons":[],"marks":[]}', 'clv': '20.5'}
+    >>> fields = profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5))
+    >>> list(fields), fields["profile"][:52]
+    (['profile'], '{"customer_id":"c1","orders":2,"revenue":30.5,"cost"')
     """
-    fields = {}
-    for name, value in msgspec.structs.asdict(profile).items():
-        if value is None:
-            continue
-        if name in _JSON_FIELDS:
-            fields[name] = msgspec.json.encode(value).decode()
-        elif isinstance(value, datetime):
-            fields[name] = value.isoformat()
-        else:
-            fields[name] = value if isinstance(value, str) else repr(value)
-    fields["clv"] = repr(profile.clv)
-    return fields
+    return {PROFILE_FIELD: _encode_profile(profile).decode()}
 
 
 def profile_from_fields(fields: dict[str, str]) -> Profile:
-    """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`)."""
-    known: dict[str, object] = {}
-    for name, value in fields.items():
-        if name in _JSON_FIELDS:
-            known[name] = msgspec.json.decode(value)
-        elif name in Profile.__struct_fields__:
-            known[name] = value
-    return msgspec.convert(known, Profile, strict=False)
+    """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`).
+
+    Examples
+    --------
+    >>> profile_from_fields(profile_to_fields(Profile(customer_id="c1", orders=2))).orders
+    2
+    """
+    return _decode_profile(fields[PROFILE_FIELD])
 
 
 class ProfileStore:

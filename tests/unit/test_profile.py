@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -211,18 +212,16 @@ def test_change_id_differs_for_different_transitions_of_one_event():
 # --- Redis field encoding -----------------------------------------------------------------
 
 
-def test_profile_to_fields_writes_strings_omits_none_and_adds_clv():
+def test_profile_is_one_json_field_of_the_hash():
     fields = profile_to_fields(Profile(customer_id="c1", orders=2, revenue=30.5, cost=10.0))
-    assert all(isinstance(value, str) for value in fields.values())
-    assert "first_purchase_at" not in fields
-    assert "last_purchase_at" not in fields
-    assert float(fields["clv"]) == 20.5
-    assert int(fields["orders"]) == 2
-    assert fields["tier"] == "bronze"
+    assert list(fields) == ["profile"]
+    stored = json.loads(fields["profile"])
+    assert (stored["orders"], stored["revenue"], stored["tier"]) == (2, 30.5, "bronze")
+    assert stored["first_purchase_at"] is None
 
 
-def test_profile_from_fields_ignores_unknown_fields_and_fills_defaults():
-    fields = {"customer_id": "c9", "clv": "123.0", "_v": "7", "o:crm.purchases:3": "41"}
+def test_profile_from_fields_ignores_bookkeeping_fields():
+    fields = {"_v": "7", "o:crm.purchases:3": "41", **profile_to_fields(Profile(customer_id="c9"))}
     assert profile_from_fields(fields) == Profile(customer_id="c9")
 
 
