@@ -31,6 +31,16 @@ For a customer whose last purchase was ``r`` days ago, the probability of buying
 has already shown, so the score is calibrated to any horizon, including horizons longer
 than the history.
 
+Where the state lives
+---------------------
+:class:`PropensityModel` holds only what all customers share (hazard weights, the clock,
+quality metrics). Each customer's :class:`Snapshot` list lives with the customer (in the
+worker, in their profile in Redis). :func:`learn_purchases` settles every label at the
+first purchase whose event time reaches its due time, from the snapshots as they were
+when that purchase arrived, so the labels and their order do not depend on how a stream
+is cut into batches or where a crash restarts it. :class:`PurchasePropensity` is the same
+model with the snapshots in memory, for offline replays and evaluations.
+
 The score at each purchase is the ``purchase_propensity`` of the profile. Quality is
 measured prequentially: the horizon score made at each snapshot, before the snapshot
 teaches anything, is compared with what happened once the horizon has passed (rolling

@@ -109,7 +109,13 @@ def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> in
     with EmbeddedStack() as stack:
         print(f"demo: {stack.kafka_url}  {stack.redis_url}", flush=True)
         bootstrap = [stack.kafka_url.removeprefix("kafka://")]
-        env = {**os.environ, **stack.env(), "CRM_PARTITIONS": os.environ.get("CRM_PARTITIONS", "4")}
+        env = {
+            **os.environ,
+            **stack.env(),
+            "CRM_PARTITIONS": os.environ.get("CRM_PARTITIONS", "4"),
+            # Progress is read from committed offsets, which follow the model checkpoints.
+            "CRM_CHECKPOINT_INTERVAL": os.environ.get("CRM_CHECKPOINT_INTERVAL", "2"),
+        }
         worker_log = logdir / "worker.log"
         with open(worker_log, "wb") as log:
             worker = subprocess.Popen(
@@ -152,7 +158,7 @@ def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> in
                     )
                     break
                 refresh()
-                # Offsets are committed every few seconds: a rate over ~10 s reads steadier.
+                # Offsets are committed at each checkpoint: a rate over ~10 s reads steadier.
                 now = time.monotonic()
                 window.append((now, totals.processed))
                 per_second = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
