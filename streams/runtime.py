@@ -12,7 +12,7 @@ from crmstream.models.events import Policies
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.metrics import Stages
-from crmstream.streams.profiles import ProfileStore, retry_redis
+from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
 from crmstream.streams.replicas import Replicas
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Sink
@@ -71,7 +71,14 @@ class Runtime:
             if TP(topic, partition) in assigned
         }
         if offsets:
-            await app.consumer._commit(offsets)
+            try:
+                await app.consumer._commit(offsets)
+            except Exception as exc:  # the broker is away: the next checkpoint commits
+                log.warning("could not commit checkpointed offsets (%s); will retry", exc)
 
     async def flush_metrics(self) -> None:
-        await self.stages.flush(self.profiles.client)
+        """Add the stage timings to ``crm:metrics:stages`` (skipped while Redis is away)."""
+        try:
+            await self.stages.flush(self.profiles.client)
+        except UNAVAILABLE as exc:
+            log.debug("stage metrics not flushed (%s)", exc)
