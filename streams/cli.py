@@ -7,49 +7,110 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from dataclasses import asdict
+from datetime import UTC, date, datetime
 from typing import Any
 
 from kafka.errors import KafkaError
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from crmstream.streams.health import Unreachable, check_broker, check_redis, redis_reason
 from crmstream.streams.settings import Settings
 
 
-def _stack(args: argparse.Namespace) -> int:
-    from crmstream.streams.dev.embedded import EmbeddedStack
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.dev.embedded import EmbeddedStack, EmbeddedStackError
 
+    for option, port in (("--kafka-port", args.kafka_port), ("--redis-port", args.redis_port)):
+        if port and not _port_free(port):
+            raise ConfigurationError(f"port {port} ({option}) is already in use")
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
-    with EmbeddedStack(kafka_port=args.kafka_port, redis_port=args.redis_port) as stack:
-        for name, value in stack.env().items():
-            print(f"{name}={value}", flush=True)
-        stopped.wait()
+    try:
+        with EmbeddedStack(kafka_port=args.kafka_port, redis_port=args.redis_port) as stack:
+            for name, value in stack.env().items():
+                print(f"{name}={value}", flush=True)
+            stopped.wait()
+    except EmbeddedStackError as exc:
+        raise ConfigurationError(str(exc)) from None
     return 0
 
 
-def _worker(args: argparse.Namespace) -> int:
-    import faust
-
-    from crmstream.streams.app import create_app
-
-    settings = Settings()
-    app, _ = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True)
-    worker.execute_from_commandline()
-    return 0
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
-def _publish(args: argparse.Namespace) -> int:
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.worker import run_worker
+
+    return run_worker(settings)
+
+
+def _health(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.health import HEARTBEAT_INTERVAL, read_heartbeats, verdict
+
+    workers = read_heartbeats(settings.redis_url, settings.app_id)
+    code = verdict(workers)
+    if args.json:
+        report = {
+            "healthy": code == 0,
+            "workers": [
+                {**asdict(w), "since": _iso(w.since), "heartbeat": _iso(w.heartbeat)}
+                for w in workers
+            ],
+        }
+        print(json.dumps(report, indent=2))
+        return code
+    now = time.time()
+    for w in workers:
+        print(
+            f"{w.worker_id:<24} {w.status:<19} since {_iso(w.since)} "
+            f"({_ago(now - w.since)}), last heartbeat {_ago(now - w.heartbeat)} ago"
+        )
+        if w.detail:
+            print(f"    {w.detail}")
+    if not workers:
+        print(
+            f"no worker of {settings.app_id} (CRM_APP_ID) has written a heartbeat in the "
+            f"last {3 * HEARTBEAT_INTERVAL:.0f}s"
+        )
+    else:
+        print(f"{'healthy' if code == 0 else 'unhealthy'}: {len(workers)} workers")
+    return code
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.0f}h"
+
+
+def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.publisher import Publisher
 
-    settings = Settings()
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with source, Publisher(settings.bootstrap_servers) as publisher:
         report = publisher.send_lines(args.topic, source)
@@ -60,12 +121,11 @@ def _publish(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
-def _deadletter_list(args: argparse.Namespace) -> int:
+def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
     from crmstream.streams.tools.replay import dead_letters, parse_since
 
-    settings = Settings()
     try:
         since = parse_since(args.since) if args.since else None
     except ValueError as exc:
@@ -97,10 +157,9 @@ def _excerpt(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _deadletter_replay(args: argparse.Namespace) -> int:
+def _deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.replay import replay_fixed, replay_pending
 
-    settings = Settings()
     if args.fix:
         with open(args.fix, "rb") as lines:
             report = replay_fixed(settings.bootstrap_servers, lines)
@@ -116,12 +175,10 @@ def _deadletter_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _profile(args: argparse.Namespace) -> int:
+def _profile(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
     from crmstream.streams.profiles import ProfileStore
-
-    settings = Settings()
 
     async def fetch() -> dict[str, object] | None:
         store = ProfileStore(settings.redis_url)
@@ -143,14 +200,12 @@ def _profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _models(args: argparse.Namespace) -> int:
-    from crmstream.streams.profiles import ProfileStore
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.checkpoints import CheckpointStore
     from crmstream.streams.tools.quality import read_quality
 
-    settings = Settings()
-
     async def fetch() -> dict[str, dict[int, Any]]:
-        store = ProfileStore(settings.redis_url)
+        store = CheckpointStore(settings.redis_url, settings.checkpoint_key())
         try:
             return await read_quality(store, settings.partitions)
         finally:
@@ -212,13 +267,13 @@ def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.demo import run_demo
 
     return run_demo(seconds=args.seconds, rate=args.rate, customers=args.customers)
 
 
-def _backfill(args: argparse.Namespace) -> int:
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.backfill import (
         BackfillError,
         backfill,
@@ -246,7 +301,6 @@ def _backfill(args: argparse.Namespace) -> int:
         return 2
     if args.limit:
         frame = event_order(frame).head(args.limit)
-    settings = Settings()
     with Publisher(settings.bootstrap_servers) as publisher:
         published = backfill(
             publisher, to_purchases(frame, source), len(frame), progress=not args.no_progress
@@ -265,7 +319,7 @@ def _backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_sentiment(args: argparse.Namespace) -> int:
+def _evaluate_sentiment(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from crmstream.streams.evaluation.sentiment import DataError, run
@@ -277,7 +331,7 @@ def _evaluate_sentiment(args: argparse.Namespace) -> int:
         return 2
 
 
-def _evaluate_propensity(args: argparse.Namespace) -> int:
+def _evaluate_propensity(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from crmstream.streams.evaluation.propensity import run
@@ -312,7 +366,7 @@ def _positive_days(text: str) -> int:
     return days
 
 
-def _datasets_sentiment(args: argparse.Namespace) -> int:
+def _datasets_sentiment(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
     from crmstream.streams.datasets.reviews import (
@@ -340,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time customer intelligence: Kafka events to live profiles and alerts.",
         epilog="Configuration comes from CRM_* environment variables (see the README).",
     )
+    parser.set_defaults(needs=())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stack = commands.add_parser("stack", help="run the embedded broker and Redis in the foreground")
@@ -348,12 +403,23 @@ def build_parser() -> argparse.ArgumentParser:
     stack.set_defaults(run=_stack)
 
     worker = commands.add_parser("worker", help="run a Faust worker configured by CRM_* variables")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(run=_worker, needs=(_redis_answers, _broker_answers))
+
+    health = commands.add_parser(
+        "health",
+        help="the workers' heartbeats; exit 0 if one is ok and none unhealthy",
+        description="Lists the heartbeats the workers of CRM_APP_ID write to Redis every few "
+        "seconds: status (starting, ok, broker_unreachable, redis_unreachable, stopping), "
+        "since when, and the last heartbeat. Exit code 0 if at least one worker is ok and "
+        "none is unhealthy, 1 otherwise, 2 if Redis cannot be reached.",
+    )
+    health.add_argument("--json", action="store_true", help="print one JSON object")
+    health.set_defaults(run=_health, needs=(_redis_answers,))
 
     publish = commands.add_parser("publish", help="publish JSON lines to a topic")
     publish.add_argument("topic", help="e.g. crm.purchases")
     publish.add_argument("file", help="file of JSON lines, or - for standard input")
-    publish.set_defaults(run=_publish)
+    publish.set_defaults(run=_publish, needs=(_broker_answers,))
 
     deadletter = commands.add_parser("deadletter", help="list or replay dead-lettered records")
     deadletter_commands = deadletter.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -362,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--reason", action="append", help="only this code (repeatable)")
     listing.add_argument("--json", action="store_true", help="JSON lines (the --fix format)")
     listing.add_argument("--limit", type=int, default=0, help="show at most N")
-    listing.set_defaults(run=_deadletter_list)
+    listing.set_defaults(run=_deadletter_list, needs=(_broker_answers,))
     replay = deadletter_commands.add_parser(
         "replay",
         help="send dead letters back to their source topics",
@@ -374,11 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fix", metavar="FILE", help="corrected records to replay")
     replay.add_argument("--reason", action="append", help="only this code (repeatable)")
     replay.add_argument("--all", action="store_true", help="also those replayed before")
-    replay.set_defaults(run=_deadletter_replay)
+    replay.set_defaults(run=_deadletter_replay, needs=(_broker_answers,))
 
     profile = commands.add_parser("profile", help="print a customer's profile as JSON")
     profile.add_argument("customer_id")
-    profile.set_defaults(run=_profile)
+    profile.set_defaults(run=_profile, needs=(_redis_answers,))
 
     models = commands.add_parser(
         "models",
@@ -388,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the anomaly rate, and what the conversation models have learned.",
     )
     models.add_argument("--json", action="store_true", help="print one JSON object")
-    models.set_defaults(run=_models)
+    models.set_defaults(run=_models, needs=(_redis_answers,))
 
     demo = commands.add_parser("demo", help="embedded stack, a worker, traffic and a live summary")
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")
@@ -411,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=int, default=0, help="publish only the first N purchases (0: all)"
     )
     backfill.add_argument("--no-progress", action="store_true", help="no progress bar")
-    backfill.set_defaults(run=_backfill)
+    backfill.set_defaults(run=_backfill, needs=(_broker_answers,))
 
     evaluate = commands.add_parser("evaluate", help="measure model quality on labelled data")
     evaluate_commands = evaluate.add_subparsers(dest="model", required=True, metavar="MODEL")
@@ -490,26 +556,90 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``crmstream`` command."""
+    """Entry point of the ``crmstream`` command.
+
+    Configuration errors and servers that do not answer end any command here, with
+    ``crmstream: <reason>`` on one line of stderr and exit code 2.
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     for noisy in ("kafka", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    settings: Settings | None = None
     try:
-        return int(args.run(args) or 0)
+        settings = _settings()
+        for check in args.needs:
+            check(settings)
+        return int(args.run(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
-    except ValidationError as exc:
-        print(f"crmstream: invalid configuration (CRM_* variables):\n{exc}", file=sys.stderr)
+    except Exception as exc:
+        reason = configuration_problem(exc, settings)
+        if reason is None:
+            raise
+        print(f"crmstream: {reason}", file=sys.stderr)
         return 2
-    except RedisConnectionError as exc:
-        print(f"crmstream: cannot reach Redis (CRM_REDIS_URL): {exc}", file=sys.stderr)
-        return 2
-    except KafkaError as exc:
-        print(f"crmstream: cannot reach Kafka (CRM_KAFKA_URL): {exc}", file=sys.stderr)
-        return 2
+
+
+class ConfigurationError(Exception):
+    """A command cannot run as configured; ``str()`` is the one-line reason."""
+
+
+def _settings() -> Settings:
+    """The settings, with the policies derived from them checked as well."""
+    settings = Settings()
+    try:
+        settings.tier_policy()
+        settings.alert_policy()
+        settings.currencies()
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from None
+    return settings
+
+
+def _redis_answers(settings: Settings) -> None:
+    """Redis answers at ``CRM_REDIS_URL`` (raises :class:`Unreachable` otherwise)."""
+    check_redis(settings.redis_url)
+
+
+def _broker_answers(settings: Settings) -> None:
+    """A broker answers at ``CRM_KAFKA_URL`` (raises :class:`Unreachable` otherwise)."""
+    check_broker(settings.bootstrap_servers)
+
+
+def configuration_problem(exc: BaseException, settings: Settings | None) -> str | None:
+    """A one-line reason if ``exc`` is a configuration or connection error, else ``None``."""
+    if isinstance(exc, ValidationError):
+        return "invalid configuration: " + "; ".join(map(_setting_error, exc.errors()))
+    if isinstance(exc, ConfigurationError | Unreachable):
+        return str(exc)
+    if isinstance(exc, RedisError) and settings is not None and _connecting(exc):
+        return redis_reason(settings.redis_url, exc)
+    if isinstance(exc, KafkaError) and settings is not None:
+        return f"Kafka at {settings.kafka_url} (CRM_KAFKA_URL): {exc}"
+    if isinstance(exc, _FILE_ERRORS) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    return None
+
+
+def _connecting(exc: RedisError) -> bool:
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError) or "DB index" in str(exc)
+
+
+_FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _setting_error(error: ErrorDetails) -> str:
+    """``CRM_<FIELD>: <message>`` for one pydantic error of :class:`Settings`."""
+    field, *inner = error["loc"] or ("",)
+    name = f"CRM_{str(field).upper()}" + "".join(f"[{part}]" for part in inner)
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    if error["type"] != "value_error" and field != "redis_url" and isinstance(given, str):
+        message += f" (got {given[:60]!r})"
+    return f"{name}: {message}" if field else message
 
 
 if __name__ == "__main__":
