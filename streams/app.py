@@ -12,7 +12,6 @@ from faust.types import TP
 
 from crmstream.models.conversations import ConversationModels
 from crmstream.streams.checkpoints import CheckpointStore
-from crmstream.streams.declare import declare_topics
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.replicas import PartitionModels, Replicas
@@ -32,8 +31,9 @@ def create_app(
 ) -> tuple[faust.App, Runtime]:
     """Build the Faust app and its runtime from settings.
 
-    Nothing connects here: topics are declared when a worker starts, Kafka clients start
-    with the worker, Redis on first use. ``sink`` replaces the Kafka producer seam (agent
+    Nothing connects here: topics are declared when a worker starts
+    (:mod:`crmstream.streams.worker`), Kafka clients start with the worker, Redis on first
+    use. ``sink`` replaces the Kafka producer seam (agent
     tests record outputs with it); ``agents`` names the package whose ``register_all``
     defines the agents.
     """
@@ -75,15 +75,6 @@ def create_app(
         checkpoints=checkpoints,
     )
     app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)
-
-    @app.on_worker_init.connect  # type: ignore[misc]
-    def declare(sender: object, **kwargs: object) -> None:
-        if not settings.checkpoint_secret.get_secret_value():
-            log.warning(
-                "CRM_CHECKPOINT_SECRET is not set: model checkpoints are authenticated with a "
-                "development key; set a secret in production"
-            )
-        declare_topics(settings)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
     async def retire_models(sender: object, revoked: set[TP], **kwargs: object) -> None:

@@ -29,7 +29,7 @@ def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int
     if not present:
         return {}
     return {
-        meta["topic"]: len(meta["partitions"])
+        meta.get("name") or meta["topic"]: len(meta["partitions"])
         for meta in admin.describe_topics(present)
         if meta.get("partitions")
     }

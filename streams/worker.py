@@ -343,6 +343,19 @@ class Worker(faust.Worker):
         kwargs.setdefault("quiet", True)
         super().__init__(app, self.heartbeat, **kwargs)
 
+    async def on_first_start(self) -> None:
+        await super().on_first_start()  # sets up logging
+        # Topics must exist with CRM_PARTITIONS partitions before the consumer subscribes,
+        # or the broker creates the input topics with its own default count.
+        from crmstream.streams.declare import declare_topics
+
+        if not self.settings.checkpoint_secret.get_secret_value():
+            log.warning(
+                "CRM_CHECKPOINT_SECRET is not set: model checkpoints are authenticated with a "
+                "development key; set a secret in production"
+            )
+        await asyncio.to_thread(declare_topics, self.settings)
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         super().on_setup_root_logger(logger, level)
         for handler in logger.handlers:
