@@ -11,12 +11,17 @@ events; the crash tests compare them. Also handy for offline experiments.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 
 from crmstream.models.events import Output, Policies, apply_event
 from crmstream.models.profile import Profile
-from crmstream.models.propensity import Arrival, Due, Snapshot, learn_purchases, to_days
+from crmstream.models.propensity import (
+    Arrival,
+    Snapshot,
+    SnapshotDays,
+    learn_purchases,
+    to_days,
+)
 from crmstream.models.purchase_models import PurchaseModels
 from crmstream.schemas.inputs import Purchase
 
@@ -45,7 +50,7 @@ class OfflinePartition:
         self.models = models
         self.policies = policies
         self.profiles: dict[str, Profile] = {}
-        self._days: list[tuple[float, int, str]] = []
+        self._days = SnapshotDays()
         self._offset = -1
 
     def apply(self, purchase: Purchase, offset: int | None = None) -> list[Output]:
@@ -59,7 +64,7 @@ class OfflinePartition:
         snapshot, lesson = state.snapshot(self._offset), state.lesson(self._offset)
         day = to_days(purchase.occurred_at)
         model = self.models.propensity
-        older = self._older(model.clock, max(model.clock, day))
+        older = self._days.due(model, model.clock, max(model.clock, day))
 
         def learn(arrival: Arrival) -> None:
             if lesson is not None:
@@ -69,20 +74,9 @@ class OfflinePartition:
             model, [Arrival(customer, self._offset, day, snapshot)], older, self._snapshots, learn
         )
         if snapshot is not None:
-            bisect.insort(self._days, (snapshot.day, snapshot.offset, customer))
+            self._days.add(snapshot.day, snapshot.offset, customer)
         return outputs
 
     def _snapshots(self, customer_id: str) -> Sequence[Snapshot]:
         profile = self.profiles.get(customer_id)
         return profile.model_state.snapshots if profile is not None else ()
-
-    def _older(self, after: float, upto: float) -> list[Due]:
-        model = self.models.propensity
-        items = []
-        for period, lo, hi in model.ranges(after, upto) if upto > after else ():
-            start = bisect.bisect_right(self._days, (lo, float("inf"), ""))
-            stop = bisect.bisect_right(self._days, (hi, float("inf"), ""))
-            items.extend(
-                model.due_at(period, c, offset, d) for d, offset, c in self._days[start:stop]
-            )
-        return items

@@ -572,6 +572,38 @@ def _settle_until(
         model.settle(item, snapshots_of(item.customer_id), before)
 
 
+class SnapshotDays:
+    """Snapshot days in memory, sorted: the in-memory counterpart of the worker's due index
+    (:mod:`crmstream.streams.due`), for offline replays.
+
+    Examples
+    --------
+    >>> days = SnapshotDays()
+    >>> days.add(10.0, 0, "c1")
+    >>> model = PropensityModel(horizon_days=90, period_days=30, max_periods=1)
+    >>> [(d.period, d.at) for d in days.due(model, 30.0, 45.0)]
+    [(0, 40.0)]
+    """
+
+    def __init__(self) -> None:
+        self._days: list[tuple[float, int, str]] = []
+
+    def add(self, day: float, offset: int, customer_id: str) -> None:
+        bisect.insort(self._days, (day, offset, customer_id))
+
+    def due(self, model: PropensityModel, after: float, upto: float) -> list[Due]:
+        """The labels of the snapshots that fall due in ``(after, upto]``."""
+        if upto <= after:
+            return []
+        items = []
+        days = self._days
+        for period, lo, hi in model.ranges(after, upto):
+            start = bisect.bisect_right(days, (lo, math.inf, ""))
+            stop = bisect.bisect_right(days, (hi, math.inf, ""))
+            items.extend(model.due_at(period, c, offset, d) for d, offset, c in days[start:stop])
+        return items
+
+
 class PurchasePropensity(PropensityModel):
     """The propensity model with its customers' snapshots in memory (offline replays and
     evaluations): the same labels, in the same order, as a worker learns.
@@ -612,7 +644,7 @@ class PurchasePropensity(PropensityModel):
     ) -> None:
         super().__init__(horizon_days, period_days, max_periods, learning_rate, min_examples)
         self.snapshots: dict[str, list[Snapshot]] = {}
-        self._days: list[tuple[float, int, str]] = []  # every kept snapshot, by day
+        self._days = SnapshotDays()
         self._seq = 0
 
     @property
@@ -634,32 +666,19 @@ class PurchasePropensity(PropensityModel):
         self._seq += 1
         kept = self.snapshots.setdefault(customer_id, [])
         snapshot = self.snapshot(kept[-1] if kept else None, self._seq, day, amount, sentiment)
-        older = self._older(self.clock, max(self.clock, day))
+        older = self._days.due(self, self.clock, max(self.clock, day))
         kept.append(snapshot)
         arrival = Arrival(customer_id, self._seq, day, snapshot)
         learn_purchases(self, [arrival], older, self._snapshots_of)
-        bisect.insort(self._days, (snapshot.day, snapshot.offset, customer_id))
+        self._days.add(snapshot.day, snapshot.offset, customer_id)
 
     def advance(self, now: float) -> None:
         """Move the event-time clock to ``now`` (days) and learn every label due by then."""
         if now <= self.clock:
             return
-        older = self._older(self.clock, now)
+        older = self._days.due(self, self.clock, now)
         self.clock = now
         settle_due(self, older, self._seq + 1, self._snapshots_of)
 
     def _snapshots_of(self, customer_id: str) -> Sequence[Snapshot]:
         return self.snapshots.get(customer_id, ())
-
-    def _older(self, after: float, upto: float) -> list[Due]:
-        """The labels of kept snapshots that fall due in ``(after, upto]``."""
-        if upto <= after:
-            return []
-        items = []
-        days = self._days
-        for period, lo, hi in self.ranges(after, upto):
-            start = bisect.bisect_right(days, (lo, math.inf, ""))
-            stop = bisect.bisect_right(days, (hi, math.inf, ""))
-            for day, offset, customer_id in days[start:stop]:
-                items.append(self.due_at(period, customer_id, offset, day))
-        return items
