@@ -61,6 +61,7 @@ class PurchaseAnomaly(base.Estimator):
     >>> for n in range(2000):
     ...     x = purchase_features(rng.lognormvariate(3.5, 0.5), rng.randint(1, 3), 5, 170.0,
     ...                           rng.expovariate(1 / 20))
+    ...     detector.record(detector.score_one(x))
     ...     detector.learn_one(x)
     >>> detector.is_anomaly(detector.score_one(purchase_features(40.0, 2, 5, 170.0, 12.0)))
     False
@@ -101,14 +102,17 @@ class PurchaseAnomaly(base.Estimator):
         return self.seen >= self.warmup and score >= self.threshold
 
     def learn_one(self, x: dict[str, float]) -> None:
-        """Learn from a purchase, counting whether it scored as an anomaly beforehand
-        (prequentially) for :meth:`rate`."""
-        flagged = self.is_anomaly(self.score_one(x))
-        if self.seen >= self.warmup:
-            self.flagged += flagged
-            self._recent.update(float(flagged))
+        """Learn from a purchase (:meth:`record` counts how it scored beforehand)."""
         self.trees.learn_one(x)
         self.seen += 1
+
+    def record(self, score: float) -> None:
+        """Count a purchase's score, given before the model learned from it, for
+        :meth:`rate` (the worker records the score its alert decision used)."""
+        if self.seen >= self.warmup:
+            flagged = self.is_anomaly(score)
+            self.flagged += flagged
+            self._recent.update(float(flagged))
 
     def rate(self) -> float:
         """Share of the last 1,000 purchases after the warm-up that scored as anomalies."""

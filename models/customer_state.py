@@ -20,7 +20,8 @@ class PurchaseLesson(msgspec.Struct, array_like=True, frozen=True):
 
     ``offset`` is the purchase's position in its partition; ``anomaly`` and ``rfm`` the
     features of the anomaly and segment models; ``previous_segment`` (``-1``: none) and
-    ``segment`` the customer's move between segments.
+    ``segment`` the customer's move between segments; ``anomaly_score`` how the purchase
+    scored before the models learned from it.
     """
 
     offset: int
@@ -28,6 +29,7 @@ class PurchaseLesson(msgspec.Struct, array_like=True, frozen=True):
     rfm: tuple[float, float, float]
     previous_segment: int
     segment: int
+    anomaly_score: float = 0.0
 
 
 class CustomerModelState(msgspec.Struct, kw_only=True):

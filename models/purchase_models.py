@@ -75,6 +75,7 @@ class PurchaseModels:
     def learn(self, lesson: PurchaseLesson) -> None:
         """Teach the anomaly and segment models one purchase (the propensity model learns
         from its delayed labels, see :func:`crmstream.models.propensity.learn_purchases`)."""
+        self.anomaly.record(lesson.anomaly_score)
         self.anomaly.learn_one(dict(zip(ANOMALY_FEATURES, lesson.anomaly, strict=True)))
         self.segments.learn_one(dict(zip(FEATURES, lesson.rfm, strict=True)))
         previous = None if lesson.previous_segment < 0 else lesson.previous_segment
@@ -137,6 +138,7 @@ def score_purchase(
         (rfm["recency"], rfm["frequency"], rfm["monetary"]),
         -1 if before.segment is None else before.segment,
         segment,
+        anomaly,
     )
     kept = trim(
         msgspec.structs.replace(

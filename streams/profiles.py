@@ -47,6 +47,12 @@ CUSTOMERS_KEY = "crm:customers"
 #: legitimate contention (two workers during a rebalance) settles in a round or two.
 MAX_CONFLICT_ROUNDS = 20
 
+# One round trip per customer to read: the profile hash and which of the batch's event ids
+# were applied recently. KEYS[1] profile hash, KEYS[2] seen-ids sorted set; ARGV event ids.
+_READ = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(ARGV))}
+"""
+
 # KEYS[1] profile hash, KEYS[2] seen-ids sorted set.
 # ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
 # event ids n, ARGV[5..4+n] event ids, then field/value pairs to set on the profile.
@@ -198,6 +204,7 @@ class ProfileStore:
         self._client: aioredis.Redis | None = None
         self._raw_client: aioredis.Redis | None = None
         self._commit: Any = None
+        self._read: Any = None
 
     @property
     def client(self) -> aioredis.Redis:
@@ -205,6 +212,7 @@ class ProfileStore:
         if self._client is None:
             self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
             self._commit = self._client.register_script(_COMMIT)
+            self._read = self._client.register_script(_READ)
         return self._client
 
     @property
@@ -286,14 +294,15 @@ class ProfileStore:
         return result
 
     async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
-        pipe = self.client.pipeline(transaction=False)
+        client = self.client
+        pipe = client.pipeline(transaction=False)
         for customer_id, items in pending.items():
-            pipe.hgetall(profile_key(customer_id))
-            pipe.zmscore(seen_key(customer_id), [d.event_id for d in items])
+            keys = [profile_key(customer_id), seen_key(customer_id)]
+            await self._read(keys=keys, args=[d.event_id for d in items], client=pipe)
         replies = await pipe.execute()
         plans = []
-        for index, (customer_id, items) in enumerate(pending.items()):
-            fields, scores = replies[2 * index], replies[2 * index + 1]
+        for (customer_id, items), (flat, scores) in zip(pending.items(), replies, strict=True):
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
             plans.append(self._fold(customer_id, items, fields, scores, fold))
         return plans
 
