@@ -422,10 +422,21 @@ class PropensityModel(base.Estimator):
 
     # -- delayed labels ---------------------------------------------------------------
 
-    def due(self, customer_id: str, snapshot: Snapshot) -> list[Due]:
-        """Every label a snapshot will settle: one per period, and its horizon."""
+    def due(self, customer_id: str, snapshot: Snapshot, upto: float = math.inf) -> list[Due]:
+        """The labels a snapshot will settle (one per period, and its horizon) that fall
+        due by ``upto`` days.
+
+        Examples
+        --------
+        >>> model = PropensityModel(horizon_days=90, period_days=30, max_periods=12)
+        >>> snapshot = Snapshot(0, 100.0, 1, 5.0, 100.0, 0.0, 0.5)
+        >>> [(d.period, d.at) for d in model.due("c1", snapshot, upto=190.0)]
+        [(0, 130.0), (1, 160.0), (2, 190.0), (-1, 190.0)]
+        """
         day = snapshot.day
-        periods = [*range(self.max_periods), HORIZON]
+        periods = [k for k in range(self.max_periods) if day + (k + 1) * self.period_days <= upto]
+        if day + self.horizon_days <= upto:
+            periods.append(HORIZON)
         return [self.due_at(k, customer_id, snapshot.offset, day) for k in periods]
 
     def due_at(self, period: int, customer_id: str, offset: int, day: float) -> Due:
@@ -538,13 +549,16 @@ def learn_purchases(
     """
     waiting = [(d.order(), d) for d in older if d.at > model.clock]
     heapq.heapify(waiting)
+    # Labels falling due after the run's last purchase wait for a later run (which finds
+    # them in the index of snapshot days): only those due by then are scheduled here.
+    upto = max([model.clock, *(a.day for a in arrivals)])
     for arrival in arrivals:
         model.clock = max(model.clock, arrival.day)
         _settle_until(model, waiting, arrival.offset, snapshots_of)
         if on_arrival is not None:
             on_arrival(arrival)
         if arrival.snapshot is not None:
-            for item in model.due(arrival.customer_id, arrival.snapshot):
+            for item in model.due(arrival.customer_id, arrival.snapshot, upto):
                 heapq.heappush(waiting, (item.order(), item))
             _settle_until(model, waiting, arrival.offset + 1, snapshots_of)
 
