@@ -8,6 +8,8 @@ customer to whichever worker owns their partition. See
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -82,28 +84,42 @@ class Retention:
     clock: float = float("-inf")
 
 
-#: The most snapshots kept per customer (the oldest go first). A snapshot teaches for
-#: ``max(max_periods * period_days, horizon_days)`` days; a customer who buys more often
-#: than this many times in that window loses the labels of their oldest snapshots.
+#: The most snapshots kept per customer (the oldest go first). A snapshot is kept until the
+#: period holding the customer's next purchase closes (or, without one, for
+#: ``max(max_periods * period_days, horizon_days)`` days); a customer who buys more often
+#: than this many times in one period loses the labels of their oldest snapshots.
 MAX_SNAPSHOTS = 64
 
 
-def trim(state: CustomerModelState, retention: Retention, window_days: float) -> CustomerModelState:
+def trim(
+    state: CustomerModelState,
+    retention: Retention,
+    last_due: Callable[[Snapshot, Snapshot | None], float],
+) -> CustomerModelState:
     """Forget what ``retention`` allows, and the oldest snapshots beyond
     :data:`MAX_SNAPSHOTS`; the latest snapshot is always kept (it scores the customer).
+
+    A snapshot is forgotten once the last label it teaches (``last_due(snapshot, next)``,
+    given the customer's next purchase) fell due before the checkpoint's clock: a replay
+    from that checkpoint never needs it again.
 
     Examples
     --------
     >>> s = [Snapshot(n, 10.0 * n, n + 1, 5.0, 0.0, 0.0, 0.5) for n in range(3)]
     >>> lessons = [PurchaseLesson(n, (0, 0, 0, 0), (0, 0, 0), -1, 0) for n in range(3)]
     >>> state = CustomerModelState(snapshots=s, lessons=lessons, marks=[("chat", 4)])
-    >>> kept = trim(state, Retention({PURCHASE: 1, CHAT: 4}, 35.0), 10.0)
+    >>> ten_days = lambda s, following: s.day + 10.0
+    >>> kept = trim(state, Retention({PURCHASE: 1, CHAT: 4}, 15.0), ten_days)
     >>> [x.offset for x in kept.snapshots], [x.offset for x in kept.lessons], kept.marks
-    ([2], [2], [])
+    ([1, 2], [2], [])
     """
-    latest = state.snapshots[-1:]
-    snapshots = [s for s in state.snapshots[:-1] if s.day + window_days >= retention.clock]
-    snapshots = [*snapshots, *latest][-MAX_SNAPSHOTS:]
+    ordered = state.snapshots
+    snapshots = [
+        s
+        for s, following in itertools.pairwise(ordered)
+        if last_due(s, following) >= retention.clock
+    ]
+    snapshots = [*snapshots, *ordered[-1:]][-MAX_SNAPSHOTS:]
     learned = retention.learned
     lessons = [x for x in state.lessons if x.offset > learned.get(PURCHASE, -1)]
     marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]

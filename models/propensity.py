@@ -474,13 +474,44 @@ class PropensityModel(base.Estimator):
         following = next_purchase(snapshots, due.offset, before)
         gap = following.day - snapshot.day if following is not None else math.inf
         if due.period == HORIZON:
-            self._resolve(snapshot.score, gap <= self.horizon_days)
+            if gap > self.horizon_days:  # a purchase within it resolved it on arrival
+                self._resolve(snapshot.score, False)
             return
         bought_in = gap // self.period_days
         if bought_in < due.period:
             return
         x = customer_features(snapshot.history, due.period * self.period_days)
         self._learn(x, bought_in == due.period)
+
+    def arrived(self, previous: Snapshot | None, day: float) -> None:
+        """A customer whose latest snapshot was ``previous`` bought again at ``day``: that
+        snapshot's horizon resolves as bought when the purchase falls within it."""
+        if previous is not None and day - previous.day <= self.horizon_days:
+            self._resolve(previous.score, True)
+
+    def last_due(self, snapshot: Snapshot, following: Snapshot | None) -> float:
+        """When the last label a snapshot teaches falls due, given the customer's next
+        purchase (``None``: none yet): after that the snapshot can be forgotten.
+
+        Examples
+        --------
+        >>> model = PropensityModel(horizon_days=90, period_days=30, max_periods=12)
+        >>> s = Snapshot(0, 100.0, 1, 5.0, 100.0, 0.0, 0.5)
+        >>> model.last_due(s, None), model.last_due(s, Snapshot(1, 105.0, 2, 9.0, 100.0, 0.0, 0.6))
+        (460.0, 130.0)
+        """
+        if following is None:
+            return snapshot.day + self.window_days
+        gap = following.day - snapshot.day
+        period = int(gap // self.period_days)
+        due = (
+            snapshot.day + (period + 1) * self.period_days
+            if period < self.max_periods
+            else -math.inf
+        )
+        if gap > self.horizon_days:
+            due = max(due, snapshot.day + self.horizon_days)
+        return due
 
     def _learn(self, x: dict[str, float], y: bool) -> None:
         p = self.hazard.predict_proba_one(x)[True]
@@ -558,6 +589,8 @@ def learn_purchases(
         if on_arrival is not None:
             on_arrival(arrival)
         if arrival.snapshot is not None:
+            earlier = [s for s in snapshots_of(arrival.customer_id) if s.offset < arrival.offset]
+            model.arrived(max(earlier, key=lambda s: s.offset) if earlier else None, arrival.day)
             for item in model.due(arrival.customer_id, arrival.snapshot, upto):
                 heapq.heappush(waiting, (item.order(), item))
             _settle_until(model, waiting, arrival.offset + 1, snapshots_of)

@@ -145,7 +145,7 @@ def score_purchase(
             state, snapshots=[*state.snapshots, snapshot], lessons=[*state.lessons, lesson]
         ),
         retention or Retention(),
-        models.propensity.window_days,
+        models.propensity.last_due,
     )
     profile = msgspec.structs.replace(
         after,

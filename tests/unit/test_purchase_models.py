@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from crmstream.models.anomaly import purchase_features
+from crmstream.models.customer_state import Retention, trim
 from crmstream.models.offline import OfflinePartition
 from crmstream.models.propensity import History, PurchasePropensity, customer_features, to_days
 from crmstream.models.segments import rfm_features
@@ -45,8 +46,9 @@ def test_a_purchase_labels_its_period_positive_when_the_period_closes():
     assert len(model.taught) == 1
     model.advance(to_days(day(60)))
     assert model.taught == [(1.0, 0.0, False), (1.0, 30.0, True)]
-    # The snapshot of day 0 resolves positive when its 90-day horizon has passed.
-    assert model.outcomes == {}
+    # The snapshot of day 0 resolved positive when the purchase of day 45 arrived (within
+    # its 90-day horizon), and is not resolved again when the horizon passes.
+    assert model.outcomes == {True: 1}
     model.advance(to_days(day(90)))
     assert model.outcomes == {True: 1}
 
@@ -150,3 +152,19 @@ def test_a_restored_checkpoint_predicts_and_learns_exactly_as_the_original():
 def test_customer_features_of_a_one_time_buyer():
     x = customer_features(History(1, 25.0, 10.0, 10.0), 7.0)
     assert (x["orders"], x["mean_gap"], x["tenure"], x["t"]) == (1.0, 0.0, 0.0, 7.0)
+
+
+def test_a_frequent_buyer_keeps_only_the_snapshots_still_waiting_for_labels():
+    """A customer who buys every day keeps about one period's worth of snapshots, not a
+    year's: a snapshot is forgotten once the period of the next purchase has closed."""
+    settings = Settings()
+    partition = OfflinePartition(settings.purchase_models(), settings.policies())
+    for n in range(200):
+        partition.apply(
+            Purchase(event_id=f"e{n}", customer_id="daily", occurred_at=day(n), amount=5.0)
+        )
+    state = partition.profiles["daily"].model_state
+    retention = Retention({}, partition.models.propensity.clock)
+    kept = trim(state, retention, partition.models.propensity.last_due)
+    assert 28 <= len(kept.snapshots) <= 32
+    assert kept.snapshots[-1] == state.snapshots[-1]
