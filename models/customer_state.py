@@ -48,6 +48,9 @@ class CustomerModelState(msgspec.Struct, kw_only=True):
     #: Chats and feedback applied since the models' last checkpoint, as ``(kind, offset)``:
     #: a replay teaches the models only events that were applied (not re-sent copies).
     marks: list[tuple[str, int]] = msgspec.field(default_factory=list)
+    #: Per kind of event, the last offset the models' latest checkpoint includes when this
+    #: state was written: lessons and marks at or below it may be forgotten.
+    floors: dict[str, int] = msgspec.field(default_factory=dict)
 
     def latest(self) -> Snapshot | None:
         """The customer's latest snapshot, or ``None`` before their first purchase."""
@@ -123,7 +126,9 @@ def trim(
     learned = retention.learned
     lessons = [x for x in state.lessons if x.offset > learned.get(PURCHASE, -1)]
     marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]
-    return CustomerModelState(snapshots=snapshots, lessons=lessons, marks=marks)
+    return CustomerModelState(
+        snapshots=snapshots, lessons=lessons, marks=marks, floors=dict(learned)
+    )
 
 
 def marked(
@@ -133,4 +138,4 @@ def marked(
     ``retention`` allows forgotten)."""
     learned = retention.learned
     marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]
-    return msgspec.structs.replace(state, marks=[*marks, (kind, offset)])
+    return msgspec.structs.replace(state, marks=[*marks, (kind, offset)], floors=dict(learned))

@@ -33,6 +33,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from crmstream.models.customer_state import (
+    CHAT,
+    FEEDBACK,
+    PURCHASE,
+    CustomerModelState,
+    PurchaseLesson,
+)
 from crmstream.models.profile import Profile
 from crmstream.streams.sink import Output
 
@@ -53,9 +60,12 @@ _READ = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(ARGV))}
 """
 
-# KEYS[1] profile hash, KEYS[2] seen-ids sorted set.
+# KEYS[1] profile hash, KEYS[2] seen-ids sorted set, KEYS[3..5] the customer's pending
+# lessons and marks of purchases, chats and feedback (sorted sets scored by offset).
 # ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
-# event ids n, ARGV[5..4+n] event ids, then field/value pairs to set on the profile.
+# event ids n, ARGV[5..4+n] event ids, then the number of profile fields m and m
+# field/value pairs, then per lesson set: the floor (members at or below it are removed),
+# the number of new members k, and k score/member pairs.
 _COMMIT = """
 local version = redis.call('HGET', KEYS[1], '_v') or '0'
 if version ~= ARGV[1] then
@@ -71,14 +81,30 @@ if n > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
   redis.call('PEXPIRE', KEYS[2], window)
 end
+local i = 5 + n
+local m = tonumber(ARGV[i])
 local fields = {'_v', tostring(tonumber(version) + 1)}
-for i = 5 + n, #ARGV do
-  fields[#fields + 1] = ARGV[i]
+for j = i + 1, i + 2 * m do
+  fields[#fields + 1] = ARGV[j]
 end
 redis.call('HSET', KEYS[1], unpack(fields))
+i = i + 2 * m + 1
+for key = 3, 5 do
+  local floor = ARGV[i]
+  local k = tonumber(ARGV[i + 1])
+  i = i + 2
+  if k > 0 then
+    local members = {}
+    for j = i, i + 2 * k - 1 do
+      members[#members + 1] = ARGV[j]
+    end
+    redis.call('ZADD', KEYS[key], unpack(members))
+    i = i + 2 * k
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
+end
 return 1
 """
-
 
 #: Errors that mean "Redis cannot be reached right now": retried with backoff, never
 #: skipped.
@@ -106,6 +132,20 @@ async def retry_redis(
 def profile_key(customer_id: str) -> str:
     """Redis key of a customer's profile hash."""
     return f"crm:{{{customer_id}}}:profile"
+
+
+#: The kinds of events whose pending lessons (purchases) or marks (chats, feedback) a
+#: customer keeps until a checkpoint of the models includes them.
+LESSON_KINDS = (PURCHASE, CHAT, FEEDBACK)
+_encode_lesson = msgspec.json.Encoder().encode
+_decode_lesson = msgspec.json.Decoder(PurchaseLesson).decode
+
+
+def lesson_keys(customer_id: str) -> list[str]:
+    """Redis keys of a customer's pending lessons and marks, one sorted set per kind of
+    event, scored by offset: written with the profile, read only when events are replayed,
+    so a busy customer's profile does not grow between checkpoints."""
+    return [f"crm:{{{customer_id}}}:learn:{kind}" for kind in LESSON_KINDS]
 
 
 def seen_key(customer_id: str) -> str:
@@ -160,6 +200,7 @@ class _Plan:
     duplicates: int
     changed: bool
     learnable: list[Delivery[Any]] = field(default_factory=list)
+    redelivered: bool = False
 
 
 #: The hash field that holds the profile, as JSON (the other fields are bookkeeping).
@@ -178,6 +219,10 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
     >>> list(fields), fields["profile"][:52]
     (['profile'], '{"customer_id":"c1","orders":2,"revenue":30.5,"cost"')
     """
+    state = profile.model_state
+    if state.lessons or state.marks:  # kept in their own sorted sets (see lesson_keys)
+        stored = msgspec.structs.replace(state, lessons=[], marks=[])
+        profile = msgspec.structs.replace(profile, model_state=stored)
     return {PROFILE_FIELD: _encode_profile(profile).decode()}
 
 
@@ -190,6 +235,22 @@ def profile_from_fields(fields: dict[str, str]) -> Profile:
     2
     """
     return _decode_profile(fields[PROFILE_FIELD])
+
+
+def _lesson_args(state: CustomerModelState) -> list[Any]:
+    """The commit script's arguments for a state's lesson sets: per kind, the floor and
+    the new score/member pairs."""
+    args: list[Any] = []
+    for kind in LESSON_KINDS:
+        floor = state.floors.get(kind, -1)
+        if kind == PURCHASE:
+            members = [(x.offset, _encode_lesson(x)) for x in state.lessons]
+        else:
+            members = [(o, str(o)) for k, o in state.marks if k == kind]
+        args.extend((floor, len(members)))
+        for score, member in members:
+            args.extend((score, member))
+    return args
 
 
 class ProfileStore:
@@ -257,6 +318,7 @@ class ProfileStore:
         for delivery in deliveries:
             pending.setdefault(delivery.customer_id, []).append(delivery)
         result = ApplyResult()
+        replayed: set[str] = set()
         delay = retry_delay
         conflict_rounds = 0
         while pending:
@@ -288,10 +350,45 @@ class ProfileStore:
                 result.outputs.extend(plan.outputs)
                 result.learnable.extend(plan.learnable)
                 result.states[plan.customer_id] = plan.profile
+                if plan.redelivered:
+                    replayed.add(plan.customer_id)
                 del pending[plan.customer_id]
             result.conflicts += len(conflicted)
         result.learnable.sort(key=lambda d: (d.topic, d.partition, d.offset))
+        if replayed:
+            await retry_redis(
+                "reading pending lessons", lambda: self._load_lessons(result, replayed)
+            )
         return result
+
+    async def _load_lessons(self, result: ApplyResult, customers: set[str]) -> None:
+        """Add the stored lessons and marks of ``customers`` (whose batch holds redelivered
+        events) to their states in ``result``."""
+        ids = sorted(customers)
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            for key in lesson_keys(customer_id):
+                pipe.zrange(key, 0, -1, withscores=True)
+        replies = await pipe.execute()
+        for index, customer_id in enumerate(ids):
+            profile = result.states.get(customer_id)
+            if profile is None:
+                continue
+            state = profile.model_state
+            lessons = {x.offset: x for x in state.lessons}
+            marks = set(state.marks)
+            purchases, chats, feedback = replies[3 * index : 3 * index + 3]
+            for member, _ in purchases:
+                lesson = _decode_lesson(member)
+                lessons.setdefault(lesson.offset, lesson)
+            for kind, members in ((CHAT, chats), (FEEDBACK, feedback)):
+                marks.update((kind, int(score)) for _, score in members)
+            stored = msgspec.structs.replace(
+                state,
+                lessons=sorted(lessons.values(), key=lambda x: x.offset),
+                marks=sorted(marks, key=lambda m: (m[1], m[0])),
+            )
+            result.states[customer_id] = msgspec.structs.replace(profile, model_state=stored)
 
     async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
         client = self.client
@@ -323,6 +420,7 @@ class ProfileStore:
             if delivery.offset <= offsets.get(source, -1):
                 plan.duplicates += 1
                 plan.learnable.append(delivery)
+                plan.redelivered = True
                 continue
             offsets[source] = delivery.offset
             plan.changed = True
@@ -347,9 +445,12 @@ class ProfileStore:
             fields.update({f"o:{source}": str(offset) for source, offset in plan.offsets.items()})
             args: list[Any] = [plan.version, now_ms, self.dedupe_window_ms, len(plan.applied_ids)]
             args.extend(plan.applied_ids)
+            args.append(len(fields))
             for name, value in fields.items():
                 args.extend((name, value))
+            args.extend(_lesson_args(plan.profile.model_state))
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
+            keys.extend(lesson_keys(plan.customer_id))
             await self._commit(keys=keys, args=args, client=pipe)
         applied = [p.customer_id for p in plans if p.applied_ids]
         if applied:

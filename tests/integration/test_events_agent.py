@@ -11,6 +11,7 @@ import pytest
 from crmstream.schemas import Alert, ChatMessage, Feedback, TierChange
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import checkpoint_key
+from crmstream.streams.profiles import lesson_keys
 from tests.integration.conftest import Feeder, make_app
 
 pytestmark = pytest.mark.integration
@@ -149,7 +150,12 @@ async def test_purchases_are_scored_then_teach_the_partition_models_once(app_and
     assert 0.0 <= profile.last_purchase_anomaly <= 1.0
     # The customer's snapshots live with the customer, not in the models.
     assert [s.orders for s in profile.model_state.snapshots] == [1, 2, 3, 4, 5]
-    assert [x.offset for x in profile.model_state.lessons] == [0, 1, 2, 3, 4]
+    # Each purchase's lesson waits for a checkpoint in a sorted set of its own, not in the
+    # profile (which would grow with every event until then).
+    assert profile.model_state.lessons == []
+    [purchase_lessons, *_] = lesson_keys("c1")
+    pending = await runtime.profiles.client.zrange(purchase_lessons, 0, -1, withscores=True)
+    assert [int(score) for _, score in pending] == [0, 1, 2, 3, 4]
     models = runtime.replicas[0].models.purchases
     assert models.anomaly.seen == 5
     assert models.segments.sizes[profile.segment] == 1
@@ -160,6 +166,12 @@ async def test_purchases_are_scored_then_teach_the_partition_models_once(app_and
     assert await runtime.checkpoints.client.exists(checkpoint_key(0)) == 0
     await runtime.checkpoint(app)
     assert await runtime.checkpoints.client.exists(checkpoint_key(0)) == 1
+    # Once a checkpoint includes them, the customer's next write forgets the lessons.
+    async with app.agents["events"].test_context() as agent:
+        later = await Feeder(agent).put(topics.PURCHASES, dated("e50", 40.0, 50), offset=6)
+    assert later.applied == 1, later
+    pending = await runtime.profiles.client.zrange(purchase_lessons, 0, -1, withscores=True)
+    assert [int(score) for _, score in pending] == [6]
 
 
 async def test_an_unusual_purchase_raises_an_anomaly_alert_after_the_warmup(stack):
