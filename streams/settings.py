@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from crmstream.models.alerts import AlertPolicy
-from crmstream.models.events import Policies
-from crmstream.models.money import Currencies
-from crmstream.models.purchase_models import PurchaseModels
-from crmstream.models.tiers import TierPolicy
+# The models are imported where they are built: importing them loads River (about a
+# second), which commands that only read settings (and fail fast on bad ones) skip.
+if TYPE_CHECKING:
+    from crmstream.models.alerts import AlertPolicy
+    from crmstream.models.events import Policies
+    from crmstream.models.money import Currencies
+    from crmstream.models.purchase_models import PurchaseModels
+    from crmstream.models.tiers import TierPolicy
 
 #: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
 DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
@@ -139,6 +142,8 @@ class Settings(BaseSettings):
 
     def tier_policy(self) -> TierPolicy:
         """The value-tier policy these settings describe."""
+        from crmstream.models.tiers import TierPolicy
+
         return TierPolicy(
             silver=self.tier_silver,
             gold=self.tier_gold,
@@ -148,6 +153,8 @@ class Settings(BaseSettings):
 
     def alert_policy(self) -> AlertPolicy:
         """The alert policy these settings describe."""
+        from crmstream.models.alerts import AlertPolicy
+
         return AlertPolicy(
             strongly_negative=self.alert_strongly_negative,
             negative=self.alert_negative,
@@ -162,6 +169,8 @@ class Settings(BaseSettings):
 
     def purchase_models(self) -> PurchaseModels:
         """Fresh purchase models for one partition."""
+        from crmstream.models.purchase_models import PurchaseModels
+
         return PurchaseModels.create(
             horizon_days=self.propensity_horizon_days,
             period_days=self.propensity_period_days,
@@ -172,6 +181,8 @@ class Settings(BaseSettings):
 
     def policies(self) -> Policies:
         """The business rules events are applied with."""
+        from crmstream.models.events import Policies
+
         return Policies(self.tier_policy(), self.alert_policy(), self.currencies())
 
     def checkpoint_key(self) -> bytes:
@@ -181,6 +192,8 @@ class Settings(BaseSettings):
 
     def currencies(self) -> Currencies:
         """Exchange rates into the base currency."""
+        from crmstream.models.money import Currencies
+
         return Currencies(self.currency, dict(self.fx_rates))
 
 
