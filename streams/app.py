@@ -61,7 +61,7 @@ def create_app(
         web_bind="127.0.0.1",
     )
     profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
-    checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_key())
+    checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
 
     def partition_models() -> PartitionModels:
         return PartitionModels(settings.purchase_models(), ConversationModels.create())
@@ -80,8 +80,7 @@ def create_app(
     async def retire_models(sender: object, revoked: set[TP], **kwargs: object) -> None:
         partitions = sorted({tp.partition for tp in revoked})
         if partitions:
-            await runtime.checkpoint(app, partitions)
-            await runtime.replicas.retire(partitions)
+            await runtime.retire(app, partitions)
 
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:

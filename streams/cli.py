@@ -205,7 +205,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.quality import read_quality
 
     async def fetch() -> dict[str, dict[int, Any]]:
-        store = CheckpointStore(settings.redis_url, settings.checkpoint_key())
+        store = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
         try:
             return await read_quality(store, settings.partitions)
         finally:

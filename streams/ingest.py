@@ -170,7 +170,8 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
         )
         elapsed = (time.thread_time_ns() - start) / 1000.0
         folding += elapsed
-        stages.add("purchase_models", elapsed)
+        if isinstance(delivery.record, Purchase):  # scored by the purchase models
+            stages.add("purchase_models", elapsed)
         return new, route(records)
 
     producing = 0.0

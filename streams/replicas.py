@@ -353,10 +353,9 @@ class Replicas:
             if replica is not None and replica.retired:
                 del self._replicas[partition]
 
-    async def retire(self, partitions: Iterable[int]) -> None:
-        """Checkpoint the replicas of revoked partitions and never write them again (the
-        partitions' new owner may be learning already)."""
-        chosen = [p for p in partitions if p in self._replicas]
-        await self.checkpoint(chosen)
-        for partition in chosen:
-            self._replicas[partition].retired = True
+    def retire(self, partitions: Iterable[int]) -> None:
+        """Never write the replicas of revoked partitions again (the partitions' new owner
+        may be learning already); checkpoint them first (see ``Runtime.retire``)."""
+        for partition in partitions:
+            if partition in self._replicas:
+                self._replicas[partition].retired = True

@@ -58,6 +58,11 @@ class Runtime:
             log.debug("checkpointed models: %d bytes", written)
         await self.commit(app)
 
+    async def retire(self, app: faust.App, partitions: list[int]) -> None:
+        """Checkpoint revoked partitions' models, commit, and never write them again."""
+        await self.checkpoint(app, partitions)
+        self.replicas.retire(partitions)
+
     async def commit(self, app: faust.App) -> None:
         """Commit, for the partitions this worker is assigned, the offsets the checkpoints
         include (Faust's own commits stop short of them, see the transport)."""

@@ -185,7 +185,7 @@ class Settings(BaseSettings):
 
         return Policies(self.tier_policy(), self.alert_policy(), self.currencies())
 
-    def checkpoint_key(self) -> bytes:
+    def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""
         secret = self.checkpoint_secret.get_secret_value()
         return (secret or DEVELOPMENT_CHECKPOINT_SECRET).encode()

@@ -49,7 +49,7 @@ def make_purchases(seed: int = 11) -> list[Purchase]:
 
 def checkpoints(redis_url: str) -> dict[int, dict]:
     async def fetch():
-        store = CheckpointStore(redis_url, Settings().checkpoint_key())
+        store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
         try:
             return await store.load(list(range(PARTITIONS)))
         finally:
@@ -60,7 +60,7 @@ def checkpoints(redis_url: str) -> dict[int, dict]:
 
 def quality(redis_url: str) -> dict:
     async def fetch():
-        store = CheckpointStore(redis_url, Settings().checkpoint_key())
+        store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
         try:
             return await read_quality(store, PARTITIONS)
         finally:

@@ -137,7 +137,7 @@ async def test_a_revoked_partition_is_checkpointed_and_never_written_again(stack
     app, runtime, _ = make_app(stack)
     async with app.agents["events"].test_context() as agent:
         await feed_all(Feeder(agent), stream(20))
-        await runtime.replicas.retire([0])
+        await runtime.retire(app, [0])
         before = await runtime.checkpoints.client.get(checkpoint_key(0))
         assert before is not None
         await Feeder(agent).put(*stream(21)[-1][:2], offset=100)
