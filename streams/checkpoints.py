@@ -20,6 +20,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from crmstream.streams.redis_client import connect
+
 #: Format marker at the start of every checkpoint blob.
 MAGIC = b"crm1"
 _DIGEST = hashlib.sha256().digest_size
@@ -93,7 +95,7 @@ class CheckpointStore:
     @property
     def client(self) -> aioredis.Redis:
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self.redis_url)
+            self._client = connect(self.redis_url)
         return self._client
 
     async def close(self) -> None:

@@ -41,6 +41,7 @@ from crmstream.models.customer_state import (
     PurchaseLesson,
 )
 from crmstream.models.profile import Profile
+from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 from crmstream.streams.sink import Output
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,10 @@ for key = 3, 5 do
 end
 return 1
 """
+
+_READ_SCRIPT = LuaScript(_READ)
+_COMMIT_SCRIPT = LuaScript(_COMMIT)
+_SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT)
 
 #: Errors that mean "Redis cannot be reached right now": retried with backoff, never
 #: skipped.
@@ -264,23 +269,19 @@ class ProfileStore:
         self.dedupe_window_ms = int(dedupe_window * 1000)
         self._client: aioredis.Redis | None = None
         self._raw_client: aioredis.Redis | None = None
-        self._commit: Any = None
-        self._read: Any = None
 
     @property
     def client(self) -> aioredis.Redis:
         """The Redis client (created on first use)."""
         if self._client is None:
-            self._client = aioredis.Redis.from_url(self.redis_url, decode_responses=True)
-            self._commit = self._client.register_script(_COMMIT)
-            self._read = self._client.register_script(_READ)
+            self._client = connect(self.redis_url, decode_responses=True)
         return self._client
 
     @property
     def raw_client(self) -> aioredis.Redis:
         """A client on the same server that returns bytes (for binary values)."""
         if self._raw_client is None:
-            self._raw_client = aioredis.Redis.from_url(self.redis_url)
+            self._raw_client = connect(self.redis_url)
         return self._raw_client
 
     async def close(self) -> None:
@@ -395,8 +396,8 @@ class ProfileStore:
         pipe = client.pipeline(transaction=False)
         for customer_id, items in pending.items():
             keys = [profile_key(customer_id), seen_key(customer_id)]
-            await self._read(keys=keys, args=[d.event_id for d in items], client=pipe)
-        replies = await pipe.execute()
+            _READ_SCRIPT.queue(pipe, keys, [d.event_id for d in items])
+        replies = await run_pipeline(client, pipe, _SCRIPTS)
         plans = []
         for (customer_id, items), (flat, scores) in zip(pending.items(), replies, strict=True):
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -451,9 +452,9 @@ class ProfileStore:
             args.extend(_lesson_args(plan.profile.model_state))
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
             keys.extend(lesson_keys(plan.customer_id))
-            await self._commit(keys=keys, args=args, client=pipe)
+            _COMMIT_SCRIPT.queue(pipe, keys, args)
         applied = [p.customer_id for p in plans if p.applied_ids]
         if applied:
             pipe.sadd(CUSTOMERS_KEY, *applied)
-        replies = await pipe.execute()
+        replies = await run_pipeline(self.client, pipe, _SCRIPTS)
         return {plan.customer_id for plan, ok in zip(plans, replies, strict=False) if not ok}

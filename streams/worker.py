@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -59,6 +60,12 @@ EXIT_SHUTDOWN_TIMEOUT = 3
 LOG_REPEAT_INTERVAL = 30.0
 #: Loggers whose repeated warnings and errors are held back.
 RATE_LIMITED = ("aiokafka", "faust", "mode", "kafka")
+#: The cyclic garbage collector's thresholds once the worker has started. With Python's
+#: defaults (700, 10, 10) collections cost the worker 15–20% of its CPU per event: every
+#: event allocates a few hundred short-lived objects, and each older-generation collection
+#: walks the River models' many small dicts. Reference counting frees almost everything
+#: anyway; cycles wait a little longer.
+GC_THRESHOLDS = (50_000, 50, 100)
 
 
 class RepeatFilter(logging.Filter):
@@ -380,6 +387,7 @@ class Worker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        tune_gc()
         self.heartbeat.ready = True
         self.heartbeat.beat_soon()
 
@@ -415,6 +423,14 @@ class Worker(faust.Worker):
         if threads:
             described += f"; threads: {', '.join(threads)}"
         return described
+
+
+def tune_gc() -> None:
+    """Move what start-up allocated out of the collector's sight (``gc.freeze``) and make
+    collections rarer (:data:`GC_THRESHOLDS`)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def run_worker(settings: Settings) -> int:

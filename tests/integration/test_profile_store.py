@@ -10,7 +10,7 @@ import pytest
 
 from crmstream.models.profile import Profile
 from crmstream.streams.dev.embedded import EmbeddedStack
-from crmstream.streams.profiles import Delivery, ProfileStore, profile_key
+from crmstream.streams.profiles import _SCRIPTS, Delivery, ProfileStore, profile_key
 from crmstream.streams.sink import Output
 
 pytestmark = pytest.mark.integration
@@ -112,4 +112,18 @@ async def test_profile_fields_are_readable_in_redis(redis_url):
 async def test_unknown_customer_has_no_profile(redis_url):
     store = ProfileStore(redis_url)
     assert await store.get("nobody") is None
+    await store.close()
+
+
+async def test_scripts_lost_by_the_server_are_loaded_again(redis_url):
+    """A restarted or flushed server forgets its Lua scripts: the store loads them again
+    and applies the batch once."""
+    store = ProfileStore(redis_url)
+    await store.apply([delivery(0, "s0", 10.0, "flushed")], add)
+    await store.client.script_flush()
+    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [False, False]
+    result = await store.apply([delivery(1, "s1", 5.0, "flushed")], add)
+    assert (result.applied, result.duplicates) == (1, 0)
+    assert (await store.get("flushed")).orders == 2
+    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [True, True]
     await store.close()

@@ -129,3 +129,18 @@ def test_stopping_wins_over_problems_and_problems_over_readiness():
     assert judge(stopping=False, ready=False, redis_problem=False, broker_problem=True) == (
         "broker_unreachable"
     )
+
+
+def test_tune_gc_freezes_start_up_objects_and_makes_collections_rarer():
+    import gc
+
+    from crmstream.streams.worker import GC_THRESHOLDS, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

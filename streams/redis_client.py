@@ -1,0 +1,108 @@
+"""The worker's Redis clients: redis-py's asyncio client with a C command packer, and Lua
+scripts called without a round trip of their own.
+
+Two costs of redis-py's asyncio client matter on the worker's path, where every event
+sends a compare-and-set script with a dozen or more arguments:
+
+* it packs commands in Python (``Connection.pack_command``): about a third of the Redis
+  stage's CPU. The synchronous client packs with hiredis when it is installed; the
+  asyncio one never does. :func:`connect` gives the asyncio connections hiredis's packer.
+* a pipeline holding a :class:`redis.commands.core.Script` checks with ``SCRIPT EXISTS``
+  before every execution: one more round trip per pipeline. :class:`LuaScript` sends
+  ``EVALSHA`` directly and loads the script only when the server answers ``NOSCRIPT``
+  (a restarted or flushed server); :func:`run_pipeline` retries a pipeline once then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis.asyncio as aioredis
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import DataError, NoScriptError
+
+
+class _HiredisPacking:
+    """Mix-in for an asyncio connection class: pack commands with hiredis (C)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif b" " in first:
+            args = (*first.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # the same error redis-py raises for an unsupported value
+            raise DataError(str(exc)) from None
+
+
+_packing_classes: dict[type, type] = {}
+
+
+def _with_hiredis_packing(cls: type) -> type:
+    if cls not in _packing_classes:
+        _packing_classes[cls] = type(f"Hiredis{cls.__name__}", (_HiredisPacking, cls), {})
+    return _packing_classes[cls]
+
+
+def connect(url: str, **options: Any) -> aioredis.Redis:
+    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``)
+    whose connections pack commands with hiredis; ``options`` as for ``Redis.from_url``.
+
+    Examples
+    --------
+    >>> client = connect("redis://127.0.0.1:1/0", decode_responses=True)
+    >>> client.connection_pool.connection_class.__name__
+    'HiredisConnection'
+    >>> client.connection_pool.connection_class(host="h").pack_command("SET", "k", 1.5, b"v")
+    [b'*4\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$3\\r\\n1.5\\r\\n$1\\r\\nv\\r\\n']
+    """
+    pool = ConnectionPool.from_url(url, **options)
+    pool.connection_class = _with_hiredis_packing(pool.connection_class)
+    return aioredis.Redis(connection_pool=pool)
+
+
+class LuaScript:
+    """A Lua script called by its SHA1 (``EVALSHA``), in a pipeline or directly.
+
+    Examples
+    --------
+    >>> LuaScript("return 1").sha
+    'e0e1f9fabfc9d4800c877a703b823ac0578ff8db'
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Add a call to ``pipe`` (a pipeline, not yet executed)."""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    async def load(self, client: aioredis.Redis) -> None:
+        """Load the script into the server's script cache."""
+        await client.script_load(self.source)
+
+
+async def run_pipeline(
+    client: aioredis.Redis, pipe: Any, scripts: Sequence[LuaScript]
+) -> list[Any]:
+    """Execute ``pipe``; if the server has lost a script (``NOSCRIPT``), load ``scripts``
+    and execute the same commands once more.
+
+    Only for pipelines whose commands are safe to repeat (the profile store's reads, and
+    its compare-and-set writes: a write that did happen fails its version check the
+    second time and is read and folded again).
+    """
+    stack = list(pipe.command_stack)
+    try:
+        return await pipe.execute()
+    except NoScriptError:
+        for script in scripts:
+            await script.load(client)
+        pipe.command_stack = stack
+        return await pipe.execute()
