@@ -8,6 +8,7 @@ customer to whichever worker owns their partition. See
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,12 +58,22 @@ class CustomerModelState(msgspec.Struct, kw_only=True):
         return self.snapshots[-1] if self.snapshots else None
 
     def lesson(self, offset: int) -> PurchaseLesson | None:
-        """The lesson of the purchase at ``offset``, if it is still kept."""
-        return next((x for x in self.lessons if x.offset == offset), None)
+        """The lesson of the purchase at ``offset``, if it is still kept (lessons are in
+        offset order)."""
+        return _at(self.lessons, offset)
 
     def snapshot(self, offset: int) -> Snapshot | None:
-        """The snapshot of the purchase at ``offset``, if it is still kept."""
-        return next((s for s in self.snapshots if s.offset == offset), None)
+        """The snapshot of the purchase at ``offset``, if it is still kept (snapshots are
+        in offset order).
+
+        Examples
+        --------
+        >>> state = CustomerModelState(
+        ...     snapshots=[Snapshot(n, 1.0 * n, n + 1, 5.0, 0.0, 0.0, 0.5) for n in (2, 5, 9)])
+        >>> state.snapshot(5).orders, state.snapshot(4), state.snapshot(10)
+        (6, None, None)
+        """
+        return _at(self.snapshots, offset)
 
     def applied(self, kind: str, offset: int) -> bool:
         """Whether the event of ``kind`` at ``offset`` was applied to this customer and
@@ -71,6 +82,16 @@ class CustomerModelState(msgspec.Struct, kw_only=True):
         if kind == PURCHASE:
             return self.lesson(offset) is not None
         return (kind, offset) in self.marks
+
+
+def _at(items: list, offset: int):  # type: ignore[type-arg]
+    """The item of ``items`` (sorted by ``offset``) at ``offset``, or ``None``."""
+    i = bisect.bisect_left(items, offset, key=_offset)
+    return items[i] if i < len(items) and items[i].offset == offset else None
+
+
+def _offset(item: Snapshot | PurchaseLesson) -> int:
+    return item.offset
 
 
 #: The kinds of events, as a customer's model state names them.
@@ -98,13 +119,17 @@ def trim(
     state: CustomerModelState,
     retention: Retention,
     last_due: Callable[[Snapshot, Snapshot | None], float],
+    in_order: bool = False,
 ) -> CustomerModelState:
     """Forget what ``retention`` allows, and the oldest snapshots beyond
     :data:`MAX_SNAPSHOTS`; the latest snapshot is always kept (it scores the customer).
 
     A snapshot is forgotten once the last label it teaches (``last_due(snapshot, next)``,
     given the customer's next purchase) fell due before the checkpoint's clock: a replay
-    from that checkpoint never needs it again.
+    from that checkpoint never needs it again. With ``in_order`` the caller promises that
+    ``last_due`` grows with the snapshots' order (see
+    :attr:`~crmstream.models.propensity.PropensityModel.forgets_in_order`): the forgotten
+    snapshots are then a prefix, found without looking at the rest.
 
     Examples
     --------
@@ -115,14 +140,24 @@ def trim(
     >>> kept = trim(state, Retention({PURCHASE: 1, CHAT: 4}, 15.0), ten_days)
     >>> [x.offset for x in kept.snapshots], [x.offset for x in kept.lessons], kept.marks
     ([1, 2], [2], [])
+    >>> trim(state, Retention({PURCHASE: 1, CHAT: 4}, 15.0), ten_days, in_order=True) == kept
+    True
     """
     ordered = state.snapshots
-    snapshots = [
-        s
-        for s, following in itertools.pairwise(ordered)
-        if last_due(s, following) >= retention.clock
-    ]
-    snapshots = [*snapshots, *ordered[-1:]][-MAX_SNAPSHOTS:]
+    if in_order:
+        first = 0
+        while first < len(ordered) - 1 and (
+            last_due(ordered[first], ordered[first + 1]) < retention.clock
+        ):
+            first += 1
+        snapshots = ordered[first:][-MAX_SNAPSHOTS:]
+    else:
+        snapshots = [
+            s
+            for s, following in itertools.pairwise(ordered)
+            if last_due(s, following) >= retention.clock
+        ]
+        snapshots = [*snapshots, *ordered[-1:]][-MAX_SNAPSHOTS:]
     learned = retention.learned
     lessons = [x for x in state.lessons if x.offset > learned.get(PURCHASE, -1)]
     marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]

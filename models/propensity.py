@@ -321,9 +321,27 @@ class Due(msgspec.Struct, frozen=True):
 HORIZON = -1
 
 
+def _offset(snapshot: Snapshot) -> int:
+    return snapshot.offset
+
+
+def snapshot_at(snapshots: Sequence[Snapshot], offset: int) -> Snapshot | None:
+    """The snapshot of the purchase at ``offset`` (``snapshots`` in offset order), or ``None``.
+
+    Examples
+    --------
+    >>> s = [Snapshot(3, 10.0, 1, 5.0, 10.0, 0.0, 0.5), Snapshot(9, 20.0, 2, 9.0, 10.0, 0.0, 0.6)]
+    >>> snapshot_at(s, 9).day, snapshot_at(s, 4)
+    (20.0, None)
+    """
+    i = bisect.bisect_left(snapshots, offset, key=_offset)
+    return snapshots[i] if i < len(snapshots) and snapshots[i].offset == offset else None
+
+
 def next_purchase(snapshots: Sequence[Snapshot], offset: int, before: int) -> Snapshot | None:
     """The customer's first purchase after the one at ``offset`` that arrived before
-    ``before`` (what had happened when a label is settled), or ``None``.
+    ``before`` (what had happened when a label is settled), or ``None``. ``snapshots`` are
+    in offset order, as a customer's state keeps them.
 
     Examples
     --------
@@ -331,8 +349,8 @@ def next_purchase(snapshots: Sequence[Snapshot], offset: int, before: int) -> Sn
     >>> next_purchase(s, 3, 10).day, next_purchase(s, 3, 9) is None
     (20.0, True)
     """
-    following = [s for s in snapshots if offset < s.offset < before]
-    return min(following, key=lambda s: s.offset) if following else None
+    i = bisect.bisect_right(snapshots, offset, key=_offset)
+    return snapshots[i] if i < len(snapshots) and snapshots[i].offset < before else None
 
 
 class PropensityModel(base.Estimator):
@@ -468,7 +486,7 @@ class PropensityModel(base.Estimator):
         fallen in or before it, and teaches nothing once an earlier period had the
         purchase. The horizon resolves the snapshot's score for the quality metrics.
         """
-        snapshot = next((s for s in snapshots if s.offset == due.offset), None)
+        snapshot = snapshot_at(snapshots, due.offset)
         if snapshot is None:
             return  # trimmed from the customer's state: nothing left to settle
         following = next_purchase(snapshots, due.offset, before)
@@ -488,6 +506,13 @@ class PropensityModel(base.Estimator):
         snapshot's horizon resolves as bought when the purchase falls within it."""
         if previous is not None and day - previous.day <= self.horizon_days:
             self._resolve(previous.score, True)
+
+    @property
+    def forgets_in_order(self) -> bool:
+        """Whether :meth:`last_due` grows with a customer's snapshots (true unless the
+        horizon is longer than the periods learned): a snapshot's last label falls due
+        less than a period after the next purchase, and the next snapshot's not before."""
+        return self.horizon_days <= self.max_periods * self.period_days
 
     def last_due(self, snapshot: Snapshot, following: Snapshot | None) -> float:
         """When the last label a snapshot teaches falls due, given the customer's next
@@ -589,8 +614,9 @@ def learn_purchases(
         if on_arrival is not None:
             on_arrival(arrival)
         if arrival.snapshot is not None:
-            earlier = [s for s in snapshots_of(arrival.customer_id) if s.offset < arrival.offset]
-            model.arrived(max(earlier, key=lambda s: s.offset) if earlier else None, arrival.day)
+            kept = snapshots_of(arrival.customer_id)
+            i = bisect.bisect_left(kept, arrival.offset, key=_offset)
+            model.arrived(kept[i - 1] if i else None, arrival.day)
             for item in model.due(arrival.customer_id, arrival.snapshot, upto):
                 heapq.heappush(waiting, (item.order(), item))
             _settle_until(model, waiting, arrival.offset + 1, snapshots_of)

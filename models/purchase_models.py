@@ -146,6 +146,7 @@ def score_purchase(
         ),
         retention or Retention(),
         models.propensity.last_due,
+        models.propensity.forgets_in_order,
     )
     profile = msgspec.structs.replace(
         after,

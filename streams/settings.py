@@ -42,11 +42,12 @@ class Settings(BaseSettings):
     move after this long)."""
     batch_size: int = Field(500, ge=1)
     """``CRM_BATCH_SIZE``: most events an agent handles in one Redis round trip."""
-    fetch_max_wait: float = Field(0.1, gt=0, le=5)
+    fetch_max_wait: float = Field(0.02, gt=0, le=5)
     """``CRM_FETCH_MAX_WAIT``: longest a consumer fetch waits for data, seconds (bounds the
     latency on brokers that hold fetches; Apache Kafka answers as soon as data arrives)."""
-    batch_wait: float = Field(0.05, gt=0)
-    """``CRM_BATCH_WAIT``: seconds an agent waits to fill a batch (bounds added latency)."""
+    batch_wait: float = Field(0.01, gt=0)
+    """``CRM_BATCH_WAIT``: seconds an agent waits to fill a batch (bounds added latency;
+    under load batches fill to ``CRM_BATCH_SIZE`` before it passes)."""
     dedupe_window: float = Field(7 * 24 * 3600.0, gt=0)
     """``CRM_DEDUPE_WINDOW``: seconds an event id is remembered to drop re-sent duplicates."""
     currency: str = Field("USD", pattern="^[A-Z]{3}$")

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from crmstream.models.anomaly import purchase_features
-from crmstream.models.customer_state import Retention, trim
+from crmstream.models.customer_state import CustomerModelState, Retention, trim
 from crmstream.models.offline import OfflinePartition
-from crmstream.models.propensity import History, PurchasePropensity, customer_features, to_days
+from crmstream.models.propensity import (
+    History,
+    PropensityModel,
+    PurchasePropensity,
+    Snapshot,
+    customer_features,
+    to_days,
+)
 from crmstream.models.segments import rfm_features
 from crmstream.schemas import Purchase
 from crmstream.streams.settings import Settings
@@ -168,3 +178,24 @@ def test_a_frequent_buyer_keeps_only_the_snapshots_still_waiting_for_labels():
     kept = trim(state, retention, partition.models.propensity.last_due)
     assert 28 <= len(kept.snapshots) <= 32
     assert kept.snapshots[-1] == state.snapshots[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 400.0), min_size=1, max_size=80),
+    clock=st.floats(0.0, 20_000.0),
+    horizon=st.sampled_from([30.0, 90.0, 273.0, 360.0]),
+    period=st.sampled_from([7.0, 30.0]),
+)
+def test_trimming_in_order_forgets_what_a_full_scan_forgets(gaps, clock, horizon, period):
+    """``trim(..., in_order=True)`` stops at the first snapshot it keeps: the same as
+    checking every snapshot whenever the propensity model says labels fall due in order."""
+    model = PropensityModel(horizon_days=horizon, period_days=period)
+    assume(model.forgets_in_order)
+    days = list(itertools.accumulate(gaps, initial=1000.0))[1:]
+    state = CustomerModelState(
+        snapshots=[Snapshot(n, day, n + 1, 5.0, days[0], 0.0, 0.5) for n, day in enumerate(days)]
+    )
+    retention = Retention({}, clock)
+    full = trim(state, retention, model.last_due)
+    assert trim(state, retention, model.last_due, in_order=True) == full
