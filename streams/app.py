@@ -71,7 +71,9 @@ def create_app(
         profiles=profiles,
         sink=sink if sink is not None else FaustSink(app),
         policies=settings.policies(),
-        replicas=Replicas(checkpoints, lambda: DueIndex(profiles.client), partition_models),
+        replicas=Replicas(
+            checkpoints, lambda: DueIndex(profiles.client), partition_models, profiles.get_many
+        ),
         checkpoints=checkpoints,
     )
     app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)

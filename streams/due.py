@@ -12,13 +12,11 @@ were all learned before the last checkpoint are removed when a checkpoint is wri
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
-from crmstream.models.profile import Profile
 from crmstream.models.propensity import Due, PropensityModel
-from crmstream.streams.profiles import profile_from_fields, profile_key
 
 
 def due_key(partition: int) -> str:
@@ -71,17 +69,6 @@ class DueIndex:
                 customer_id, _, offset = text.rpartition("|")
                 found[partition].append(model.due_at(period, customer_id, int(offset), day))
         return found
-
-    async def profiles(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
-        """The profiles of ``customer_ids`` (one round trip)."""
-        ids = sorted(set(customer_ids))
-        if not ids:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hgetall(profile_key(customer_id))
-        replies = await pipe.execute()
-        return {c: profile_from_fields(f) for c, f in zip(ids, replies, strict=True) if f}
 
     async def forget_before(self, partition: int, day: float) -> None:
         """Remove the snapshots of days before ``day`` (their labels are all learned)."""

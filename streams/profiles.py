@@ -296,6 +296,17 @@ class ProfileStore:
         fields = await self.client.hgetall(profile_key(customer_id))
         return profile_from_fields(fields) if fields else None
 
+    async def get_many(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
+        """The profiles of those of ``customer_ids`` crmstream has seen (one round trip)."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hget(profile_key(customer_id), PROFILE_FIELD)
+        replies = await pipe.execute()
+        return {c: _decode_profile(raw) for c, raw in zip(ids, replies, strict=True) if raw}
+
     async def count_customers(self) -> int:
         """Number of customers with a profile."""
         return int(await self.client.scard(CUSTOMERS_KEY))

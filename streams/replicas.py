@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,9 +119,16 @@ class Replica:
 class Replicas:
     """The replicas this worker owns: loaded once, taught each event once, checkpointed."""
 
-    def __init__(self, store: CheckpointStore, due: Callable[[], DueIndex], factory: ModelFactory):
+    def __init__(
+        self,
+        store: CheckpointStore,
+        due: Callable[[], DueIndex],
+        factory: ModelFactory,
+        profiles: Callable[[Iterable[str]], Awaitable[dict[str, Profile]]],
+    ):
         self.store = store
         self._due = due
+        self._profiles = profiles
         self.factory = factory
         self._replicas: dict[int, Replica] = {}
         self._lock = asyncio.Lock()
@@ -182,7 +189,7 @@ class Replicas:
         with stages.timed("redis"):
             due = await self._find_due(arrivals)
             customers = {d.customer_id for items in due.values() for d in items}
-            others = await self._due().profiles(customers - result.states.keys())
+            others = await self._profiles(customers - result.states.keys())
         states = {**result.states, **others}
 
         def snapshots_of(customer_id: str) -> Sequence[Snapshot]:

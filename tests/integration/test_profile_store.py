@@ -127,3 +127,13 @@ async def test_scripts_lost_by_the_server_are_loaded_again(redis_url):
     assert (await store.get("flushed")).orders == 2
     assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [True, True]
     await store.close()
+
+
+async def test_get_many_reads_the_known_profiles_in_one_call(redis_url):
+    store = ProfileStore(redis_url)
+    await store.apply([delivery(0, "m0", 3.0, "many-a"), delivery(1, "m1", 4.0, "many-b")], add)
+    found = await store.get_many(["many-b", "many-a", "many-unknown", "many-a"])
+    assert sorted(found) == ["many-a", "many-b"]
+    assert (found["many-a"].revenue, found["many-b"].revenue) == (3.0, 4.0)
+    assert await store.get_many([]) == {}
+    await store.close()
