@@ -11,6 +11,7 @@ import faust
 from faust.types import TP
 
 from crmstream.models.conversations import ConversationModels
+from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
@@ -24,6 +25,21 @@ log = logging.getLogger(__name__)
 
 #: The package whose ``register_all(app, runtime)`` defines the agents.
 AGENTS = "crmstream.agents"
+
+
+def describe_assignment(assigned: set[TP]) -> str:
+    """The input partitions of an assignment, as the worker logs them.
+
+    Examples
+    --------
+    >>> describe_assignment({TP("crm.chats", 2), TP("crm.chats", 0), TP("other", 1)})
+    'crm.chats=0,2 crm.feedback=- crm.purchases=-'
+    """
+    parts = []
+    for topic in sorted(topics.INPUTS):
+        numbers = sorted(tp.partition for tp in assigned if tp.topic == topic)
+        parts.append(f"{topic}={','.join(map(str, numbers)) or '-'}")
+    return " ".join(parts)
 
 
 def create_app(
@@ -87,6 +103,7 @@ def create_app(
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
         runtime.replicas.assigned({tp.partition for tp in assigned})
+        log.info("assigned: %s", describe_assignment(assigned))
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     async def final_checkpoint(sender: object, **kwargs: object) -> None:
