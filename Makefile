@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench contracts clean
+.PHONY: demo test lint bench chaos contracts clean
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
@@ -35,6 +35,11 @@ SOAK_MINUTES ?= 10
 BENCH_BUDGET ?= 15
 bench: $(STAMP)
 	$(BIN)/python bench/mixed.py --soak-minutes $(SOAK_MINUTES) --budget-minutes $(BENCH_BUDGET)
+
+# The fault-injection suite (tests/chaos/) with its full schedules: 100,000 events with 20
+# worker kills and scaling 1 -> 3 -> 1 (C1), Redis restarts (C2). `make test` runs reduced ones.
+chaos: $(STAMP)
+	CRM_CHAOS_FULL=1 $(BIN)/python -m pytest tests/chaos -m chaos -s $(PYTEST_ARGS)
 
 # Regenerate schemas/json/*.json and schemas/asyncapi.yaml from the msgspec records.
 contracts: $(STAMP)

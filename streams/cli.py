@@ -56,7 +56,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _stop_before_start(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    # A SIGTERM while the worker is still importing and starting (nothing to flush yet)
+    # ends it with 0 rather than killing it; the worker installs its own handlers.
+    signal.signal(signal.SIGTERM, _stop_before_start)
     from crmstream.streams.worker import run_worker
 
     return run_worker(settings)

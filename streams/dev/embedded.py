@@ -95,12 +95,22 @@ class EmbeddedStack:
     (``stack.workdir``), removed on stop.
     """
 
-    def __init__(self, kafka_port: int = 0, redis_port: int = 0, start_timeout: float = 15.0):
+    def __init__(
+        self,
+        kafka_port: int = 0,
+        redis_port: int = 0,
+        start_timeout: float = 15.0,
+        appendonly: bool = False,
+    ):
         self.kafka_port = kafka_port or free_port()
         self.redis_port = redis_port or free_port()
         self.start_timeout = start_timeout
+        #: Whether Redis keeps an append-only file (``appendfsync everysec``), so that it
+        #: keeps its data across :meth:`restart_store`, as a production server does.
+        self.appendonly = appendonly
         self.workdir: Path | None = None
         self._processes: list[subprocess.Popen[bytes]] = []
+        self._store: subprocess.Popen[bytes] | None = None
 
     @property
     def kafka_url(self) -> str:
@@ -139,32 +149,50 @@ class EmbeddedStack:
                     "memory://tansu/",
                 ],
             )
-            store = self._spawn(
-                "store",
-                [
-                    valkey_binary(),
-                    "--port",
-                    str(self.redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.workdir),
-                ],
-            )
+            self._store = self._spawn("store", self._store_argv())
             _wait_for_port(self.kafka_port, broker, "broker (tansu)", self.start_timeout)
-            _wait_for_port(self.redis_port, store, "store (valkey-server)", self.start_timeout)
+            _wait_for_port(
+                self.redis_port, self._store, "store (valkey-server)", self.start_timeout
+            )
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+    def _store_argv(self) -> list[str]:
         assert self.workdir is not None
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the child
+        return [
+            valkey_binary(),
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--dir",
+            str(self.workdir),
+        ]
+
+    def restart_store(self, timeout: float = 10.0) -> None:
+        """Stop Redis gracefully (SIGTERM: it flushes its append-only file) and start it
+        again on the same port and data directory; return when it accepts connections."""
+        if self._store is None:
+            raise EmbeddedStackError("the store is not running")
+        self._store.terminate()
+        try:
+            self._store.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._store.kill()
+            self._store.wait()
+        self._processes.remove(self._store)
+        self._store = self._spawn("store", self._store_argv(), append=True)
+        _wait_for_port(self.redis_port, self._store, "store (valkey-server)", self.start_timeout)
+
+    def _spawn(self, name: str, argv: list[str], append: bool = False) -> subprocess.Popen[bytes]:
+        assert self.workdir is not None
+        log = open(self.workdir / f"{name}.log", "ab" if append else "wb")  # noqa: SIM115 - owned by the child
         with log:
             process = subprocess.Popen(
                 argv,
@@ -190,6 +218,7 @@ class EmbeddedStack:
                 process.kill()
                 process.wait()
         self._processes.clear()
+        self._store = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
