@@ -51,7 +51,9 @@ def test_c1_workers_killed_and_scaled_under_load(stack, tmp_path):
                 run.kill_one()
             if index == shrink:
                 run.scale_to(1)
-        assert run.wait_committed(want.per_topic, timeout=240), "the workers fell behind"
+        assert run.wait_committed(want.per_topic, timeout=max(240, events / 300)), (
+            f"the workers fell behind: {run.committed()} of {run.figures.published} committed"
+        )
     finally:
         run.stop_all()
     assert_clean(run.check(want), want)
@@ -83,7 +85,9 @@ def test_c2_redis_restarted_under_load(durable_stack, tmp_path):
             run.wait_progress()
             if index in restart_at:
                 run.restart_store()
-        assert run.wait_committed(want.per_topic, timeout=240), "the workers fell behind"
+        assert run.wait_committed(want.per_topic, timeout=max(240, events / 300)), (
+            f"the workers fell behind: {run.committed()} of {run.figures.published} committed"
+        )
     finally:
         run.stop_all()
     assert_clean(run.check(want), want)
