@@ -12,6 +12,7 @@ A score above 0.05 predicts positive, below -0.05 negative; anything in between 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ from typing import Any
 from crmstream.models.sentiment import NEUTRAL, SentimentModel, rating_label, vader_score
 
 LABELS = ("negative", "positive")
+
+#: Orders in which ``--order`` feeds the training texts to the model (see :func:`reorder`).
+ORDERS = ("given", "shuffled", "sorted", "runs", "skewed")
+
+#: Length of each one-class run of the ``runs`` order.
+RUN_LENGTH = 1000
+
+#: Share of the majority class in the first half of the ``skewed`` order.
+SKEW = 0.95
 
 
 class DataError(ValueError):
@@ -90,6 +100,59 @@ def read_examples(path: Path) -> list[Example]:
     if not examples:
         raise DataError(f"{path}: no labelled texts")
     return examples
+
+
+def reorder(examples: Sequence[Example], order: str, seed: int = 0) -> list[Example]:
+    """The training texts in one of :data:`ORDERS`, to test robustness to the stream's order.
+
+    ``given`` keeps the file order; ``shuffled`` is a random permutation (``seed``);
+    ``sorted`` puts every positive text first, then every negative one (a good month, then
+    a defective product); ``runs`` alternates runs of :data:`RUN_LENGTH` texts of one class,
+    positive first; ``skewed`` makes the first half :data:`SKEW` positive (as far as there
+    are positives), the second half the rest, each half shuffled. Within a class the file
+    order is kept (except where shuffled), and no text is added or dropped.
+
+    Examples
+    --------
+    >>> texts = [Example(str(i), i % 3 == 0) for i in range(6)]
+    >>> [e.text for e in reorder(texts, "sorted")]
+    ['0', '3', '1', '2', '4', '5']
+    >>> sorted(e.text for e in reorder(texts, "shuffled")) == [e.text for e in texts]
+    True
+    >>> try:
+    ...     reorder(texts, "backwards")
+    ... except ValueError as error:
+    ...     print(error)
+    unknown order 'backwards'; expected one of given, shuffled, sorted, runs, skewed
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    rng = random.Random(seed)
+    positives = [e for e in examples if e.positive]
+    negatives = [e for e in examples if not e.positive]
+    if order == "given":
+        return list(examples)
+    if order == "shuffled":
+        shuffled = list(examples)
+        rng.shuffle(shuffled)
+        return shuffled
+    if order == "sorted":
+        return positives + negatives
+    if order == "runs":
+        runs: list[Example] = []
+        start = 0
+        while start < max(len(positives), len(negatives)):
+            runs += positives[start : start + RUN_LENGTH] + negatives[start : start + RUN_LENGTH]
+            start += RUN_LENGTH
+        return runs
+    half = len(examples) // 2
+    majority = min(len(positives), round(SKEW * half))
+    minority = min(len(negatives), half - majority)
+    first = positives[:majority] + negatives[:minority]
+    second = positives[majority:] + negatives[minority:]
+    rng.shuffle(first)
+    rng.shuffle(second)
+    return first + second
 
 
 def predict(score: float) -> str:

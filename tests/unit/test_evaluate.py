@@ -112,10 +112,11 @@ def test_a_file_without_labelled_texts_is_an_error(tmp_path):
 
 
 def test_the_adapted_model_learns_the_train_file(tmp_path):
-    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 30
+    # the newest 100 texts of each class are held out as evidence before they are learned
+    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 150
     test = [Example("arrived smashed", N), Example("so crunchy", P)]
     report = evaluate_sentiment(train, test)
-    assert report["n_train"] == 60
+    assert report["n_train"] == 300
     assert report["vader"]["accuracy"] == 0.0  # both neutral to VADER
     assert report["adapted"]["accuracy"] == 1.0
     assert report["adapted"]["macro_f1"] == 1.0
