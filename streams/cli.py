@@ -26,6 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from crmstream.streams.health import Unreachable, check_broker, check_redis, redis_reason
 from crmstream.streams.settings import Settings
 
+#: ``evaluate sentiment --order`` choices; the same as ``streams.evaluation.sentiment.ORDERS``
+#: (not imported here: that module loads River, and the CLI answers without it).
+SENTIMENT_ORDERS = ("given", "shuffled", "sorted", "runs", "skewed")
+
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.embedded import EmbeddedStack, EmbeddedStackError
@@ -325,7 +329,9 @@ def _evaluate_sentiment(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.evaluation.sentiment import DataError, run
 
     try:
-        return run(Path(args.train), Path(args.test), as_json=args.json)
+        return run(
+            Path(args.train), Path(args.test), as_json=args.json, order=args.order, seed=args.seed
+        )
     except DataError as exc:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2
@@ -492,6 +498,17 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment.add_argument("--train", required=True, metavar="FILE", help="JSON lines to learn")
     sentiment.add_argument("--test", required=True, metavar="FILE", help="JSON lines to score")
     sentiment.add_argument("--json", action="store_true", help="print one JSON object only")
+    sentiment.add_argument(
+        "--order",
+        choices=SENTIMENT_ORDERS,
+        default="given",
+        help="order in which the train file is learned: as given, shuffled, sorted (every "
+        "positive text first), runs (alternating runs of 1,000 of one class) or skewed (the "
+        "first half 95%% positive)",
+    )
+    sentiment.add_argument(
+        "--seed", type=int, default=0, help="seed of the shuffled and skewed orders"
+    )
     sentiment.set_defaults(run=_evaluate_sentiment)
     propensity = evaluate_commands.add_parser(
         "propensity",
@@ -544,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sentiment_data.add_argument("--out", required=True, metavar="DIR", help="output directory")
     sentiment_data.add_argument(
-        "--source", choices=("vader-amazon", "fine-food", "both"), default="both"
+        "--source", choices=("vader-amazon", "fine-food", "both", "vader-movies"), default="both"
     )
     sentiment_data.add_argument(
         "--cache-dir",

@@ -3,7 +3,8 @@
 Input files are JSON lines, each an object with ``text`` and either ``label``
 (``"positive"`` or ``"negative"``) or ``rating`` (1–5 stars: 1–2 negative, 4–5 positive,
 3 skipped). The adapted model learns the train file once, in file order, one text at a
-time, then both are scored on the test file without learning.
+time (or in another order, ``--order``, to test robustness to it), then both are
+scored on the test file without learning.
 
 A score above 0.05 predicts positive, below -0.05 negative; anything in between (VADER's
 "neutral") is a prediction too, and always a wrong one: it is not skipped.
@@ -216,15 +217,19 @@ def evaluate_sentiment(
     test: Sequence[Example],
     model: SentimentModel | None = None,
     progress: Callable[[Iterable[Example], str], Iterable[Example]] | None = None,
+    order: str = "given",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` (a new :class:`SentimentModel` by default) on ``train``, score ``test``.
 
-    Returns the report printed by ``--json``. ``progress`` may wrap the training examples
-    (e.g. in a progress bar); it must yield them unchanged and in order.
+    ``train`` is learned in ``order`` (see :func:`reorder`). Returns the report printed by
+    ``--json``. ``progress`` may wrap the training examples (e.g. in a progress bar); it
+    must yield them unchanged and in order.
     """
     model = SentimentModel() if model is None else model
     vader_score("warm up")  # loading the lexicon is a one-off cost, not per text
-    for example in progress(train, "learning") if progress else train:
+    ordered = reorder(train, order, seed)
+    for example in progress(ordered, "learning") if progress else ordered:
         model.learn(example.text, example.positive)
     texts = [example.text for example in test]
     truth = [example.positive for example in test]
@@ -236,6 +241,8 @@ def evaluate_sentiment(
         "texts_per_second": {"vader": round(vader_rate, 1), "adapted": round(adapted_rate, 1)},
         "n_train": len(train),
         "n_test": len(test),
+        "order": order,
+        "weight": model.weight,
     }
 
 
@@ -244,10 +251,11 @@ def render_report(report: dict[str, Any], train: Path, test: Path) -> Any:
     from rich.table import Table
 
     table = Table(
-        title=f"sentiment: {report['n_train']} texts learned from {train.name}, "
-        f"{report['n_test']} tested from {test.name}",
+        title=f"sentiment: {report['n_train']} texts learned from {train.name} "
+        f"({report['order']} order), {report['n_test']} tested from {test.name}",
         title_justify="left",
-        caption="a neutral score (|score| <= 0.05) counts as wrong",
+        caption="a neutral score (|score| <= 0.05) counts as wrong; the learned model's "
+        f"weight in the blend: {report['weight']}",
         caption_justify="left",
     )
     table.add_column("metric")
@@ -268,7 +276,9 @@ def render_report(report: dict[str, Any], train: Path, test: Path) -> Any:
     return table
 
 
-def run(train_path: Path, test_path: Path, as_json: bool) -> int:
+def run(
+    train_path: Path, test_path: Path, as_json: bool, order: str = "given", seed: int = 0
+) -> int:
     """Run the evaluation and print it; progress goes to standard error."""
     from rich.console import Console
     from rich.progress import track
@@ -287,7 +297,7 @@ def run(train_path: Path, test_path: Path, as_json: bool) -> int:
             disable=not errors.is_terminal,
         )
 
-    report = evaluate_sentiment(train, test, progress=progress)
+    report = evaluate_sentiment(train, test, progress=progress, order=order, seed=seed)
     if as_json:
         print(json.dumps(report))
     else:
