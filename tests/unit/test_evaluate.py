@@ -113,11 +113,11 @@ def test_a_file_without_labelled_texts_is_an_error(tmp_path):
 
 
 def test_the_adapted_model_learns_the_train_file(tmp_path):
-    # the newest 100 texts of each class are held out as evidence before they are learned
-    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 150
-    test = [Example("arrived smashed", N), Example("so crunchy", P)]
+    # the newest 200 texts of each class are held out as evidence before they are learned
+    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 300
+    test = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)]
     report = evaluate_sentiment(train, test)
-    assert report["n_train"] == 300
+    assert report["n_train"] == 600
     assert report["vader"]["accuracy"] == 0.0  # both neutral to VADER
     assert report["adapted"]["accuracy"] == 1.0
     assert report["adapted"]["macro_f1"] == 1.0
@@ -191,14 +191,14 @@ def test_the_cli_offers_every_training_order():
 
 @pytest.mark.parametrize("order", ["sorted", "runs", "skewed", "shuffled"])
 def test_the_order_option_reorders_the_train_file(tmp_path, capsys, order):
-    records = [{"text": f"smashed {i}", "label": "negative"} for i in range(150)]
-    records += [{"text": f"crunchy {i}", "label": "positive"} for i in range(150)]
+    records = [{"text": f"smashed {i}", "label": "negative"} for i in range(300)]
+    records += [{"text": f"crunchy {i}", "label": "positive"} for i in range(300)]
     train = write_lines(tmp_path / "train.jsonl", records)
     test = write_lines(tmp_path / "test.jsonl", [{"text": "smashed", "label": "negative"}])
     argv = ["evaluate", "sentiment", "--train", str(train), "--test", str(test), "--json"]
     assert main([*argv, "--order", order]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["order"] == order and report["n_train"] == 300
+    assert report["order"] == order and report["n_train"] == 600
     assert report["adapted"]["recall"]["negative"] == 1.0  # learned in any order
 
 

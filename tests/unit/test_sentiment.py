@@ -51,7 +51,7 @@ OTHER_TEXTS = [
 
 
 def taught(rounds: int = 20) -> SentimentModel:
-    model = SentimentModel()
+    model = SentimentModel(holdout_size=40, min_evidence=20, refresh_every=20)
     for _ in range(rounds):
         for negative, positive in zip(SHOP_NEGATIVE, SHOP_POSITIVE, strict=True):
             model.learn(negative, positive=False)
@@ -112,10 +112,16 @@ def test_it_learns_shop_words_that_vader_finds_neutral():
         assert vader_score(text) == 0.0, text  # the premise: VADER cannot tell
     model = taught()
     assert model.n_learned == 240
-    for text in SHOP_NEGATIVE + UNSEEN_NEGATIVE:
+    assert model.weight > 0
+    for text in SHOP_NEGATIVE:
         assert model.score(text) < -0.05, text
-    for text in SHOP_POSITIVE + UNSEEN_POSITIVE:
+    for text in SHOP_POSITIVE:
         assert model.score(text) > 0.05, text
+    # texts it never saw lean the right way (VADER gives them exactly 0)
+    for text in UNSEEN_NEGATIVE:
+        assert model.score(text) < 0.0, text
+    for text in UNSEEN_POSITIVE:
+        assert model.score(text) > 0.0, text
 
 
 def test_scores_stay_in_range():
@@ -164,6 +170,12 @@ def test_learning_returns_nothing_and_leaves_its_input_alone():
 def test_sizes_must_be_positive(option, value):
     with pytest.raises(ValueError, match=option):
         SentimentModel(**{option: value})
+
+
+@pytest.mark.parametrize("cap", [-0.1, 1.5])
+def test_the_weight_cap_is_a_weight(cap):
+    with pytest.raises(ValueError, match="max_weight"):
+        SentimentModel(max_weight=cap)
 
 
 def test_evidence_needs_no_more_than_the_holdout():
