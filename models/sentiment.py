@@ -133,8 +133,9 @@ def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
     Lower-cased counts of single words and pairs of words, dampened to ``log(1 + count)``
     and hashed into ``n_features`` buckets (the model's size stays bounded however many
     words a shop's customers invent), are joined with the VADER features of
-    :func:`text_features` and fed to a logistic regression trained by AdaGrad: its per-feature step sizes suit
-    sparse text, and unlike Adam its cost per update does not grow with the vocabulary.
+    :func:`text_features` and fed to a logistic regression trained by AdaGrad: its
+    per-feature step sizes suit sparse text, and unlike Adam its cost per update does not
+    grow with the vocabulary.
     This was chosen on held-out parts of the *training* data of the fine-food and VADER
     Amazon review sets (``crmstream datasets sentiment``), against naive Bayes, TF-IDF and
     other step sizes.
