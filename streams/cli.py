@@ -250,13 +250,20 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             str(anomaly["flagged"]),
         )
     conversations = Table(title="conversation models (per partition of crm.chats, crm.feedback)")
-    for column in ("partition", "learned", "sentiment ratings", "intent labels"):
+    for column in (
+        "partition",
+        "learned",
+        "sentiment ratings",
+        "sentiment weight",
+        "intent labels",
+    ):
         conversations.add_column(column)
     for partition, row in sorted(report["conversations"].items()):
         conversations.add_row(
             str(partition),
             str(row["learned"]),
             str(row["sentiment_ratings_learned"]),
+            f"{row['sentiment_weight']:g}",
             str(row["intent_labels_learned"]),
         )
     console = Console()

@@ -194,3 +194,15 @@ def test_an_old_checkpoint_restores_as_vader_alone():
     model.__setstate__(old)
     assert model.n_learned == 0 and model.weight == 0.0
     assert model.score("This is terrible.") == vader_score("This is terrible.")
+
+
+def test_crmstream_models_shows_the_earned_weight():
+    from types import SimpleNamespace
+
+    from crmstream.streams.tools.quality import conversation_quality
+
+    model = taught()
+    models = SimpleNamespace(conversations=SimpleNamespace(sentiment=model, intent=model))
+    row = conversation_quality({"learned": 7, "models": models})
+    assert row["sentiment_weight"] == model.weight > 0
+    assert row["sentiment_ratings_learned"] == 240
