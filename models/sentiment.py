@@ -202,7 +202,12 @@ class SentimentModel:
     of 0.5 keeps VADER's voice at least equal to the classifier's: measured on review text
     of other sources than the feedback's, in five orders of it, a larger cap gained more on
     text like the feedback's but fell up to 0.1 macro F1 below VADER on other text (README,
-    "Sentiment across training orders").
+    "Sentiment across training orders"); so did a ``tolerance`` of 0.01 or 0 (up to 0.12
+    below), even with the cap.
+
+    Held-out texts are learned late: the classifier learns nothing of a class until more
+    than ``holdout_size`` texts of it have arrived, and never speaks before it has seen
+    ``min_evidence`` held-out texts of each class.
 
     Learning is balanced whatever the order: each text learned is followed by one replayed
     text of the other class, drawn from a uniform reservoir of ``replay_size`` texts per
