@@ -26,6 +26,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from crmstream.streams.health import Unreachable, check_broker, check_redis, redis_reason
 from crmstream.streams.settings import Settings
 
+#: ``evaluate sentiment --order`` choices; the same as ``streams.evaluation.sentiment.ORDERS``
+#: (not imported here: that module loads River, and the CLI answers without it).
+SENTIMENT_ORDERS = ("given", "shuffled", "sorted", "runs", "skewed")
+
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.embedded import EmbeddedStack, EmbeddedStackError
@@ -253,13 +257,20 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
             str(anomaly["flagged"]),
         )
     conversations = Table(title="conversation models (per partition of crm.chats, crm.feedback)")
-    for column in ("partition", "learned", "sentiment ratings", "intent labels"):
+    for column in (
+        "partition",
+        "learned",
+        "sentiment ratings",
+        "sentiment weight",
+        "intent labels",
+    ):
         conversations.add_column(column)
     for partition, row in sorted(report["conversations"].items()):
         conversations.add_row(
             str(partition),
             str(row["learned"]),
             str(row["sentiment_ratings_learned"]),
+            f"{row['sentiment_weight']:g}",
             str(row["intent_labels_learned"]),
         )
     console = Console()
@@ -332,7 +343,9 @@ def _evaluate_sentiment(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.evaluation.sentiment import DataError, run
 
     try:
-        return run(Path(args.train), Path(args.test), as_json=args.json)
+        return run(
+            Path(args.train), Path(args.test), as_json=args.json, order=args.order, seed=args.seed
+        )
     except DataError as exc:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2
@@ -499,6 +512,17 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment.add_argument("--train", required=True, metavar="FILE", help="JSON lines to learn")
     sentiment.add_argument("--test", required=True, metavar="FILE", help="JSON lines to score")
     sentiment.add_argument("--json", action="store_true", help="print one JSON object only")
+    sentiment.add_argument(
+        "--order",
+        choices=SENTIMENT_ORDERS,
+        default="given",
+        help="order in which the train file is learned: as given, shuffled, sorted (every "
+        "positive text first), runs (alternating runs of 1,000 of one class) or skewed (the "
+        "first half 95%% positive)",
+    )
+    sentiment.add_argument(
+        "--seed", type=int, default=0, help="seed of the shuffled and skewed orders"
+    )
     sentiment.set_defaults(run=_evaluate_sentiment)
     propensity = evaluate_commands.add_parser(
         "propensity",
@@ -551,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sentiment_data.add_argument("--out", required=True, metavar="DIR", help="output directory")
     sentiment_data.add_argument(
-        "--source", choices=("vader-amazon", "fine-food", "both"), default="both"
+        "--source", choices=("vader-amazon", "fine-food", "both", "vader-movies"), default="both"
     )
     sentiment_data.add_argument(
         "--cache-dir",

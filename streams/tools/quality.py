@@ -48,6 +48,7 @@ def conversation_quality(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "learned": state["learned"],
         "sentiment_ratings_learned": models.conversations.sentiment.n_learned,
+        "sentiment_weight": models.conversations.sentiment.weight,
         "intent_labels_learned": models.conversations.intent.n_learned,
     }
 

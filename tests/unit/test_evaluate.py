@@ -18,6 +18,7 @@ from crmstream.streams.evaluation.sentiment import (
     evaluate_sentiment,
     predict,
     read_examples,
+    reorder,
 )
 
 P, N = True, False
@@ -112,10 +113,11 @@ def test_a_file_without_labelled_texts_is_an_error(tmp_path):
 
 
 def test_the_adapted_model_learns_the_train_file(tmp_path):
-    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 30
-    test = [Example("arrived smashed", N), Example("so crunchy", P)]
+    # the newest 200 texts of each class are held out as evidence before they are learned
+    train = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)] * 300
+    test = [Example("the parcel arrived smashed", N), Example("crisp and crunchy", P)]
     report = evaluate_sentiment(train, test)
-    assert report["n_train"] == 60
+    assert report["n_train"] == 600
     assert report["vader"]["accuracy"] == 0.0  # both neutral to VADER
     assert report["adapted"]["accuracy"] == 1.0
     assert report["adapted"]["macro_f1"] == 1.0
@@ -148,7 +150,10 @@ def test_json_output_is_one_object_with_the_documented_keys(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)  # the whole of stdout is one JSON document
     assert done.stdout.strip().count("\n") == 0
-    assert set(report) == {"vader", "adapted", "texts_per_second", "n_train", "n_test"}
+    assert set(report) == {
+        *("vader", "adapted", "texts_per_second", "n_train", "n_test", "order", "weight")
+    }
+    assert report["order"] == "given" and report["weight"] == 0.0  # too few texts to earn any
     for model in ("vader", "adapted"):
         assert set(report[model]) == {"accuracy", "macro_f1", "recall"}
         assert set(report[model]["recall"]) == {"negative", "positive"}
@@ -175,3 +180,48 @@ def test_a_bad_file_exits_2_naming_the_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert f"{train}:2:" in captured.err
     assert captured.out == ""
+
+
+def test_the_cli_offers_every_training_order():
+    from crmstream.streams.cli import SENTIMENT_ORDERS
+    from crmstream.streams.evaluation.sentiment import ORDERS
+
+    assert SENTIMENT_ORDERS == ORDERS
+
+
+@pytest.mark.parametrize("order", ["sorted", "runs", "skewed", "shuffled"])
+def test_the_order_option_reorders_the_train_file(tmp_path, capsys, order):
+    records = [{"text": f"smashed {i}", "label": "negative"} for i in range(300)]
+    records += [{"text": f"crunchy {i}", "label": "positive"} for i in range(300)]
+    train = write_lines(tmp_path / "train.jsonl", records)
+    test = write_lines(tmp_path / "test.jsonl", [{"text": "smashed", "label": "negative"}])
+    argv = ["evaluate", "sentiment", "--train", str(train), "--test", str(test), "--json"]
+    assert main([*argv, "--order", order]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["order"] == order and report["n_train"] == 600
+    assert report["adapted"]["recall"]["negative"] == 1.0  # learned in any order
+
+
+def test_an_unknown_order_is_refused(tmp_path, capsys):
+    train = write_lines(tmp_path / "train.jsonl", [{"text": "bad", "label": "negative"}])
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", "sentiment", "--train", str(train), "--test", str(train), "--order", "x"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("order", ["given", "shuffled", "sorted", "runs", "skewed"])
+def test_every_order_is_a_permutation(order):
+    examples = [Example(f"t{i}", i % 7 < 2) for i in range(2500)]
+    ordered = reorder(examples, order, seed=3)
+    assert sorted(e.text for e in ordered) == sorted(e.text for e in examples)
+
+
+def test_the_adversarial_orders_have_their_shape():
+    examples = [Example(f"t{i}", i % 2 == 0) for i in range(4000)]
+    labels = [e.positive for e in reorder(examples, "sorted")]
+    assert labels == [True] * 2000 + [False] * 2000
+    labels = [e.positive for e in reorder(examples, "runs")]
+    assert labels == ([True] * 1000 + [False] * 1000) * 2
+    labels = [e.positive for e in reorder(examples, "skewed")]
+    assert sum(labels[:2000]) == 1900 and sum(labels[2000:]) == 100
