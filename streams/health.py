@@ -127,8 +127,11 @@ def verdict(workers: Iterable[WorkerHeartbeat]) -> int:
 
 
 def redis_client(url: str, timeout: float = PROBE_TIMEOUT) -> redis.Redis:
-    """A synchronous Redis client that gives up after ``timeout`` seconds."""
-    return redis.Redis.from_url(
+    """A synchronous Redis client (of a server or a cluster) that gives up after
+    ``timeout`` seconds."""
+    from crmstream.streams.redis_client import connect_sync
+
+    return connect_sync(
         url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
     )
 

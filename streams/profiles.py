@@ -403,12 +403,12 @@ class ProfileStore:
             result.states[customer_id] = msgspec.structs.replace(profile, model_state=stored)
 
     async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
-        client = self.client
-        pipe = client.pipeline(transaction=False)
-        for customer_id, items in pending.items():
-            keys = [profile_key(customer_id), seen_key(customer_id)]
-            _READ_SCRIPT.queue(pipe, keys, [d.event_id for d in items])
-        replies = await run_pipeline(client, pipe, _SCRIPTS)
+        def build(pipe: Any) -> None:
+            for customer_id, items in pending.items():
+                keys = [profile_key(customer_id), seen_key(customer_id)]
+                _READ_SCRIPT.queue(pipe, keys, [d.event_id for d in items])
+
+        replies = await run_pipeline(self.client, build, _SCRIPTS)
         plans = []
         for (customer_id, items), (flat, scores) in zip(pending.items(), replies, strict=True):
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -451,7 +451,7 @@ class ProfileStore:
         if not plans:
             return set()
         now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for plan in plans:
             fields = profile_to_fields(plan.profile)
             fields.update({f"o:{source}": str(offset) for source, offset in plan.offsets.items()})
@@ -463,9 +463,14 @@ class ProfileStore:
             args.extend(_lesson_args(plan.profile.model_state))
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
             keys.extend(lesson_keys(plan.customer_id))
-            _COMMIT_SCRIPT.queue(pipe, keys, args)
+            calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
-        if applied:
-            pipe.sadd(CUSTOMERS_KEY, *applied)
-        replies = await run_pipeline(self.client, pipe, _SCRIPTS)
+
+        def build(pipe: Any) -> None:
+            for keys, args in calls:
+                _COMMIT_SCRIPT.queue(pipe, keys, args)
+            if applied:
+                pipe.sadd(CUSTOMERS_KEY, *applied)
+
+        replies = await run_pipeline(self.client, build, _SCRIPTS)
         return {plan.customer_id for plan, ok in zip(plans, replies, strict=False) if not ok}

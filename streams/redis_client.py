@@ -1,5 +1,12 @@
-"""The worker's Redis clients: redis-py's asyncio client with a C command packer, and Lua
-scripts called without a round trip of their own.
+"""The worker's Redis clients: one server or a Redis Cluster, redis-py's asyncio client
+with a C command packer, and Lua scripts called without a round trip of their own.
+
+``CRM_REDIS_URL`` names one server (``redis://``, ``rediss://``, ``unix://``) or a
+cluster (``redis+cluster://host:port`` or ``rediss+cluster://``: any node; the client
+discovers the others). On a cluster every key of one customer shares a slot (their hash
+tag ``{<customer id>}``), so the per-customer scripts run on one node; the per-partition
+structures (``crm:models:<p>``, ``crm:due:<p>``) are spread over the nodes by partition.
+No command crmstream sends names keys of two slots.
 
 Two costs of redis-py's asyncio client matter on the worker's path, where every event
 sends a compare-and-set script with a dozen or more arguments:
@@ -16,13 +23,31 @@ sends a compare-and-set script with a dozen or more arguments:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
+import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import DataError, NoScriptError
+
+#: URL schemes that name a Redis Cluster (the rest of the URL as for ``redis://``).
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain ``redis://`` URL of a node if ``url`` names a cluster, else ``None``.
+
+    Examples
+    --------
+    >>> cluster_url("redis+cluster://cache-0:7000"), cluster_url("redis://cache:6379/0")
+    ('redis://cache-0:7000', None)
+    """
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme)
+    return f"{plain}{sep}{rest}" if plain and sep else None
 
 
 class _HiredisPacking:
@@ -49,9 +74,10 @@ def _with_hiredis_packing(cls: type) -> type:
     return _packing_classes[cls]
 
 
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """An asyncio Redis client for ``url`` (``redis://``, ``rediss://`` or ``unix://``)
-    whose connections pack commands with hiredis; ``options`` as for ``Redis.from_url``.
+def connect(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
+    """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``, or a
+    cluster: ``redis+cluster://``) whose connections pack commands with hiredis;
+    ``options`` as for ``Redis.from_url``.
 
     Examples
     --------
@@ -61,9 +87,20 @@ def connect(url: str, **options: Any) -> aioredis.Redis:
     >>> client.connection_pool.connection_class(host="h").pack_command("SET", "k", 1.5, b"v")
     [b'*4\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$3\\r\\n1.5\\r\\n$1\\r\\nv\\r\\n']
     """
+    node = cluster_url(url)
+    if node is not None:  # packs in Python: its nodes' connections are made internally
+        return RedisCluster.from_url(node, **options)
     pool = ConnectionPool.from_url(url, **options)
     pool.connection_class = _with_hiredis_packing(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)
+
+
+def connect_sync(url: str, **options: Any) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for ``url``, a single server or a cluster (command-line tools)."""
+    node = cluster_url(url)
+    if node is not None:
+        return redis.RedisCluster.from_url(node, **options)
+    return redis.Redis.from_url(url, **options)
 
 
 class LuaScript:
@@ -83,26 +120,33 @@ class LuaScript:
         """Add a call to ``pipe`` (a pipeline, not yet executed)."""
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    async def load(self, client: aioredis.Redis) -> None:
-        """Load the script into the server's script cache."""
+    async def load(self, client: aioredis.Redis | RedisCluster) -> None:
+        """Load the script into the server's script cache (a cluster client sends it to
+        every primary)."""
         await client.script_load(self.source)
 
 
 async def run_pipeline(
-    client: aioredis.Redis, pipe: Any, scripts: Sequence[LuaScript]
+    client: aioredis.Redis | RedisCluster,
+    build: Callable[[Any], None],
+    scripts: Sequence[LuaScript],
 ) -> list[Any]:
-    """Execute ``pipe``; if the server has lost a script (``NOSCRIPT``), load ``scripts``
-    and execute the same commands once more.
+    """Queue commands with ``build(pipe)`` on a new pipeline and execute it; if a server
+    has lost a script (``NOSCRIPT``: restarted or flushed), load ``scripts`` and do it once
+    more.
 
-    Only for pipelines whose commands are safe to repeat (the profile store's reads, and
-    its compare-and-set writes: a write that did happen fails its version check the
-    second time and is read and folded again).
+    Only for commands that are safe to repeat (the profile store's reads, and its
+    compare-and-set writes: a write that did happen fails its version check the second
+    time and is read and folded again).
     """
-    stack = list(pipe.command_stack)
-    try:
-        return await pipe.execute()
-    except NoScriptError:
-        for script in scripts:
-            await script.load(client)
-        pipe.command_stack = stack
-        return await pipe.execute()
+    for attempt in (1, 2):
+        pipe = client.pipeline(transaction=False)
+        build(pipe)
+        try:
+            return await pipe.execute()
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            for script in scripts:
+                await script.load(client)
+    raise AssertionError("unreachable")

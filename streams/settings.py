@@ -213,13 +213,19 @@ def redis_url_problem(url: str) -> str | None:
     >>> redis_url_problem("redis://user:secret@cache:6380/2") is None
     True
     >>> redis_url_problem("http://cache:6379/0")
-    'must start with redis://, rediss:// or unix://'
+    'must start with redis://, rediss://, unix:// or, for a cluster, redis+cluster://'
     >>> redis_url_problem("redis://cache:6379/first")
     'the database must be a number (redis://host:port/0)'
+    >>> redis_url_problem("redis+cluster://cache-0:7000") is None
+    True
+    >>> redis_url_problem("redis+cluster://cache-0:7000/3")
+    'a cluster has only database 0'
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        return "must start with redis://, rediss:// or unix://"
+    if parts.scheme not in ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster"):
+        return "must start with redis://, rediss://, unix:// or, for a cluster, redis+cluster://"
+    if parts.scheme.endswith("+cluster") and parts.path.strip("/") not in ("", "0"):
+        return "a cluster has only database 0"
     if parts.scheme == "unix":
         if not parts.path:
             return "needs the socket path (unix:///path/to/redis.sock)"

@@ -50,6 +50,7 @@ from crmstream.streams.health import (
     redis_reason,
     worker_key,
 )
+from crmstream.streams.redis_client import connect
 from crmstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ class Heartbeat(mode.Service):
     def client(self) -> aioredis.Redis:
         """The Redis client of the heartbeat (created on first use)."""
         if self._client is None:
-            self._client = aioredis.Redis.from_url(
+            self._client = connect(
                 self.settings.redis_url,
                 socket_timeout=PROBE_TIMEOUT,
                 socket_connect_timeout=PROBE_TIMEOUT,
