@@ -36,6 +36,7 @@ from crmstream.schemas import (
     InvalidEvent,
     Purchase,
     TierChange,
+    Trigger,
     decode,
 )
 from crmstream.streams import topics
@@ -47,7 +48,11 @@ from crmstream.streams.sink import Output, keyed_outputs
 log = logging.getLogger(__name__)
 
 #: The output topic of each kind of record the models produce.
-OUTPUT_TOPICS: dict[type, str] = {TierChange: topics.TIER_CHANGES, Alert: topics.ALERTS}
+OUTPUT_TOPICS: dict[type, str] = {
+    TierChange: topics.TIER_CHANGES,
+    Alert: topics.ALERTS,
+    Trigger: topics.TRIGGERS,
+}
 
 
 class BatchSummary(msgspec.Struct, frozen=True):

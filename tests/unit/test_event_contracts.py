@@ -602,6 +602,7 @@ triggers = st.builds(
     occurred_at=timestamps,
     event_id=st.text(),
     attributes=st.dictionaries(st.text(), scalars, max_size=6),
+    holdout=st.booleans(),
 )
 
 dead_letters = st.builds(
