@@ -48,16 +48,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cel
 import msgspec
 import yaml
 
-from crmstream.models.profile import Profile
 from crmstream.models.traits import WINDOW_FIELDS, WINDOWS, window_traits
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Scalar, Trigger, deterministic_id
+
+if TYPE_CHECKING:  # the profile module loads the purchase models' state (and River)
+    from crmstream.models.profile import Profile
 
 #: Longest expression, in characters; most tokens and deepest nesting of one expression.
 MAX_EXPRESSION_CHARS = 1000
@@ -992,6 +994,7 @@ def fire(
     Examples
     --------
     >>> from datetime import datetime, timezone
+    >>> from crmstream.models.profile import Profile
     >>> rules = load_rules('''
     ... rules:
     ...   - id: first-big-purchase

@@ -615,6 +615,9 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
         return "invalid configuration: " + "; ".join(map(_setting_error, exc.errors()))
     if isinstance(exc, ConfigurationError | Unreachable):
         return str(exc)
+    rules = sys.modules.get("crmstream.models.rules")  # not loaded: not a rule file error
+    if rules is not None and isinstance(exc, rules.RuleFileError):
+        return f"invalid rules (CRM_RULES_FILE):\n{exc}"
     if isinstance(exc, RedisError) and settings is not None and _connecting(exc):
         return redis_reason(settings.redis_url, exc)
     if isinstance(exc, KafkaError) and settings is not None:
