@@ -552,7 +552,139 @@ def build_parser() -> argparse.ArgumentParser:
         help="where downloads are kept (default: ~/.cache/crmstream/datasets)",
     )
     sentiment_data.set_defaults(run=_datasets_sentiment)
+
+    rules = commands.add_parser("rules", help="check, backtest and watch marketing rules")
+    rules_commands = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = rules_commands.add_parser(
+        "check",
+        help="validate a rule file (exit 1 with every problem if it is invalid)",
+    )
+    check.add_argument("file", metavar="RULES.yaml")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(run=_rules_check)
+    backtest = rules_commands.add_parser(
+        "backtest",
+        help="what a rule file would have fired on purchase history (offline)",
+        description="Replays purchase history in event-time order through the worker's fold "
+        "and the rules, with no broker: per rule, fires, distinct customers, fires per ISO "
+        "week, the first examples and, with a holdout, treated vs holdout. --history cdnow: "
+        "the CDNOW history from the lifetimes wheel; otherwise a CSV file whose columns "
+        "--map names, as for crmstream backfill.",
+    )
+    backtest.add_argument("file", metavar="RULES.yaml")
+    backtest.add_argument("--history", required=True, metavar="cdnow|FILE.csv")
+    backtest.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns of each field")
+    backtest.add_argument(
+        "--limit", type=int, default=0, help="only the first N purchases in event order (0: all)"
+    )
+    backtest.add_argument(
+        "--days", type=_positive_days, default=30, help="uplift window after a trigger (days)"
+    )
+    backtest.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"events": N, "rules": {"<id>": {"fires": N, '
+        '"customers": N, "per_week": {...}, ...}}}',
+    )
+    backtest.set_defaults(run=_rules_backtest)
+    status = rules_commands.add_parser("status", help="the rules each running worker uses")
+    status.set_defaults(run=_rules_status, needs=(_redis_answers,))
     return parser
+
+
+def _rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.models.rules import RuleFileError, load_rules_file
+
+    try:
+        rules = load_rules_file(args.file)
+    except RuleFileError as exc:
+        if args.json:
+            print(json.dumps({"valid": False, **exc.to_dict()}))
+        else:
+            print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        ids = [rule.id for rule in rules.rules]
+        print(json.dumps({"valid": True, "version": rules.version, "rules": ids}))
+    else:
+        print(f"{args.file}: {len(rules.rules)} rules, version {rules.version}")
+    return 0
+
+
+def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.models.rules import RuleFileError, load_rules_file
+    from crmstream.streams.evaluation.backtest import backtest, render
+    from crmstream.streams.tools.backfill import (
+        BackfillError,
+        event_order,
+        load_cdnow,
+        load_csv,
+        parse_mapping,
+        to_purchases,
+    )
+
+    try:
+        rules = load_rules_file(args.file)
+    except RuleFileError as exc:
+        print(f"crmstream: invalid rules:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.history == "cdnow":
+            if args.map:
+                raise BackfillError("--map is for CSV files; the CDNOW columns are known")
+            frame, _ = load_cdnow()
+            source = "cdnow"
+        else:
+            if not args.map:
+                raise BackfillError("--map is required for a CSV file (see --help)")
+            frame, _ = load_csv(args.history, parse_mapping(args.map))
+            source = "csv"
+    except BackfillError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        frame = event_order(frame).head(args.limit)
+    result = backtest(
+        rules,
+        to_purchases(frame, source),
+        settings.policies(),
+        settings.purchase_models(),
+        days=args.days,
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            render(result, f"Backtest of {args.file} (version {rules.version}) on {args.history}")
+        )
+    return 0
+
+
+def _rules_status(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from crmstream.streams.rules import RULES_STATUS_PREFIX
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        keys = sorted(client.scan_iter(match=RULES_STATUS_PREFIX + "*", count=1000))
+        statuses = {key.removeprefix(RULES_STATUS_PREFIX): client.hgetall(key) for key in keys}
+    finally:
+        client.close()
+    if not statuses:
+        print("no worker has reported its rules (CRM_RULES_FILE unset, or no worker running)")
+        return 1
+    problems = 0
+    for worker, status in statuses.items():
+        problem = status.get("problem", "")
+        problems += bool(problem)
+        print(
+            f"{worker}: {status.get('rules', '?')} rules, version {status.get('version', '?')} "
+            f"from {status.get('file', '?')}; run-time errors {status.get('errors', '0')}"
+        )
+        if problem:
+            print(f"  the file on disk is refused, the previous rules run:\n  {problem}")
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
