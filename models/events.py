@@ -26,12 +26,12 @@ from crmstream.models.purchase_models import PurchaseModels, score_purchase
 from crmstream.models.rules import RuleSet, event_view, fire
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
-from crmstream.schemas.outputs import Alert, TierChange, Trigger
+from crmstream.schemas.outputs import Alert, AudienceChange, TierChange, Trigger
 
 Event = Purchase | ChatMessage | Feedback
 #: Forget nothing of a customer's model state (offline use and tests).
 KEEP_ALL = Retention()
-Output = TierChange | Alert | Trigger
+Output = TierChange | Alert | Trigger | AudienceChange
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ class Profile(msgspec.Struct, kw_only=True):
     ``activity`` holds the customer's day buckets of the last 90 days, from which rules'
     windowed traits are computed (:mod:`crmstream.models.traits`); ``rules_fired`` when
     each marketing rule last fired for them, for ``once_per`` and ``cooldown``
-    (:mod:`crmstream.models.rules`). Both are written with the profile, by the same
-    compare-and-set, so a redelivered event never fires a rule twice.
+    (:mod:`crmstream.models.rules`), and ``audiences`` the audiences they are in. All are
+    written with the profile, by the same compare-and-set, so a redelivered event never
+    fires a rule or changes an audience twice.
     """
 
     customer_id: str
@@ -63,6 +64,7 @@ class Profile(msgspec.Struct, kw_only=True):
     model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
     activity: list[DayActivity] = msgspec.field(default_factory=list)
     rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)
+    audiences: list[str] = msgspec.field(default_factory=list)
 
     @property
     def clv(self) -> float:

@@ -56,7 +56,7 @@ import yaml
 
 from crmstream.models.traits import WINDOW_FIELDS, WINDOWS, window_traits
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
-from crmstream.schemas.outputs import Scalar, Trigger, deterministic_id
+from crmstream.schemas.outputs import AudienceChange, Scalar, Trigger, deterministic_id
 
 if TYPE_CHECKING:  # the profile module loads the purchase models' state (and River)
     from crmstream.models.profile import Profile
@@ -149,7 +149,10 @@ COMPREHENSIONS = frozenset({"map", "filter", "all", "exists", "exists_one"})
 _KEYWORDS = frozenset({"true", "false", "null", "in"})
 
 RULE_FIELDS = ("id", "description", "on", "when", "emit", "once_per", "cooldown", "holdout")
-FILE_FIELDS = ("rules",)
+AUDIENCE_FIELDS = ("id", "description", "when")
+#: What an audience's ``when`` sees: membership is a state of the customer, not of an event.
+AUDIENCE_ROOTS = ("after", "traits")
+FILE_FIELDS = ("rules", "audiences")
 ONCE_PER = ("customer", "customer+day", "customer+week", "customer+month")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -258,14 +261,28 @@ class Rule:
 
 
 @dataclass(frozen=True)
-class RuleSet:
-    """A loaded rule file: its rules, indexed by the event types they apply to.
+class Audience:
+    """A named set of customers: those for whom ``when`` holds after their latest event.
 
-    ``version`` is a digest of the file's text. ``errors`` counts, per rule, evaluations
-    that failed at run time (e.g. a comparison with a null field): the rule did not fire.
+    ``when`` sees ``after`` and ``traits`` only."""
+
+    id: str
+    description: str
+    when: Expression
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """A loaded rule file: its rules, indexed by the event types they apply to, and its
+    audiences (evaluated on every event).
+
+    ``version`` is a digest of the file's text. ``errors`` counts, per rule or audience,
+    evaluations that failed at run time (e.g. a comparison with a null field): the rule
+    did not fire, the audience membership did not change.
     """
 
     rules: tuple[Rule, ...]
+    audiences: tuple[Audience, ...] = ()
     source: str = "<rules>"
     version: str = ""
     errors: Counter[str] = field(default_factory=Counter, compare=False)
@@ -279,8 +296,9 @@ class RuleSet:
         by_type = {t: tuple(r for r in self.rules if t in r.on) for t in EVENT_FIELDS}
         object.__setattr__(self, "by_type", by_type)
         paths = {}
+        audience_paths = frozenset().union(*(a.when.paths for a in self.audiences))
         for kind, rules in by_type.items():
-            read = sorted(frozenset().union(*(r.paths for r in rules)))
+            read = sorted(audience_paths.union(*(r.paths for r in rules)))
             paths[kind] = tuple((flat_name(p), *_split(p)) for p in read)
         object.__setattr__(self, "paths", paths)
         windows = {
@@ -360,11 +378,11 @@ def load_rules(text: str, source: str = "<rules>") -> RuleSet:
         )
         raise RuleFileError(source, [problem]) from None
     problems: list[RuleProblem] = []
-    rules = _file(root, problems)
+    rules, audiences = _file(root, problems)
     if problems:
         raise RuleFileError(source, problems)
     version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    return RuleSet(tuple(rules), source=source, version=version)
+    return RuleSet(tuple(rules), tuple(audiences), source=source, version=version)
 
 
 def _at(node: yaml.Node) -> dict[str, int]:
@@ -375,54 +393,123 @@ def _value(node: yaml.Node) -> Any:
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
-def _file(root: yaml.Node | None, problems: list[RuleProblem]) -> list[Rule]:
+def _file(root: yaml.Node | None, problems: list[RuleProblem]) -> tuple[list[Rule], list[Audience]]:
     if root is None:
         problems.append(RuleProblem(code="empty", message="the file is empty; expected 'rules:'"))
-        return []
+        return [], []
     if not isinstance(root, yaml.MappingNode):
         problems.append(
             RuleProblem(
                 code="not_a_mapping", message="expected a mapping with 'rules:'", **_at(root)
             )
         )
-        return []
+        return [], []
     entries = _mapping(root, FILE_FIELDS, None, problems)
-    node = entries.get("rules")
-    if node is None:
+    if not entries and not problems:
         problems.append(
             RuleProblem(code="missing_field", message="'rules' is required", **_at(root))
         )
+        return [], []
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for item in _items(entries, "rules", problems):
+        rule = _rule(item, problems)
+        if rule is not None:
+            _unique(rule.id, seen, item, problems)
+            rules.append(rule)
+    audiences: list[Audience] = []
+    seen = set()
+    for item in _items(entries, "audiences", problems):
+        audience = _audience(item, problems)
+        if audience is not None:
+            _unique(audience.id, seen, item, problems)
+            audiences.append(audience)
+    if "rules" not in entries and "audiences" not in entries:
+        problems.append(
+            RuleProblem(code="missing_field", message="'rules' is required", **_at(root))
+        )
+    return rules, audiences
+
+
+def _items(entries: dict[str, yaml.Node], name: str, problems: list[RuleProblem]) -> list:
+    node = entries.get(name)
+    if node is None:
         return []
     if not isinstance(node, yaml.SequenceNode):
         problems.append(
             RuleProblem(
-                code="not_a_list", message="'rules' must be a list", field="rules", **_at(node)
+                code="not_a_list", message=f"{name!r} must be a list", field=name, **_at(node)
             )
         )
         return []
     if len(node.value) > MAX_RULES:
-        message = f"a file may hold at most {MAX_RULES} rules, this one has {len(node.value)}"
+        message = f"a file may hold at most {MAX_RULES} {name}, this one has {len(node.value)}"
         problems.append(RuleProblem(code="too_many_rules", message=message, **_at(node)))
         return []
-    rules: list[Rule] = []
-    seen: set[str] = set()
-    for item in node.value:
-        rule = _rule(item, problems)
-        if rule is None:
-            continue
-        if rule.id in seen:
-            problems.append(
-                RuleProblem(
-                    code="duplicate_id",
-                    message=f"another rule has the id {rule.id!r}",
-                    rule=rule.id,
-                    field="id",
-                    **_at(item),
-                )
+    return list(node.value)
+
+
+def _unique(id_: str, seen: set[str], node: yaml.Node, problems: list[RuleProblem]) -> None:
+    if id_ in seen:
+        problems.append(
+            RuleProblem(
+                code="duplicate_id",
+                message=f"another entry has the id {id_!r}",
+                rule=id_,
+                field="id",
+                **_at(node),
             )
-        seen.add(rule.id)
-        rules.append(rule)
-    return rules
+        )
+    seen.add(id_)
+
+
+def _audience(node: yaml.Node, problems: list[RuleProblem]) -> Audience | None:
+    if not isinstance(node, yaml.MappingNode):
+        problems.append(
+            RuleProblem(
+                code="not_a_mapping", message="each audience must be a mapping", **_at(node)
+            )
+        )
+        return None
+    id_node = next(
+        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "id"), None
+    )
+    audience_id = _value(id_node) if isinstance(id_node, yaml.ScalarNode) else None
+    name = audience_id if isinstance(audience_id, str) else None
+    before = len(problems)
+
+    def problem(code: str, message: str, field_: str, at: yaml.Node, **extra: Any) -> None:
+        problems.append(
+            RuleProblem(code=code, message=message, rule=name, field=field_, **_at(at), **extra)
+        )
+
+    entries = _mapping(node, AUDIENCE_FIELDS, name, problems)
+    for required in ("id", "when"):
+        if required not in entries:
+            problem("missing_field", f"{required!r} is required", required, node)
+    if id_node is not None and (name is None or not _RULE_ID.match(name)):
+        problem(
+            "bad_id",
+            "an id is 1 to 64 lowercase letters, digits, '_', '.' or '-', starting with a "
+            "letter or digit",
+            "id",
+            id_node,
+        )
+    description = ""
+    if "description" in entries:
+        description = _value(entries["description"])
+        if not isinstance(description, str):
+            problem("bad_type", "'description' must be text", "description", entries["description"])
+            description = ""
+    when = None
+    if "when" in entries:
+        when = _expression_field(
+            entries["when"], list(EVENT_FIELDS), "when", problem, boolean=True,
+            roots=AUDIENCE_ROOTS,
+        )  # fmt: skip
+    if len(problems) > before or when is None or name is None:
+        return None
+    return Audience(name, description, when)
 
 
 def _mapping(
@@ -638,13 +725,19 @@ def _emit(node: yaml.Node, on: list[str], problem: Any) -> dict[str, Template]:
 
 
 def _expression_field(
-    node: yaml.Node, on: list[str], field_: str, problem: Any, *, boolean: bool
+    node: yaml.Node,
+    on: list[str],
+    field_: str,
+    problem: Any,
+    *,
+    boolean: bool,
+    roots: tuple[str, ...] = ROOTS,
 ) -> Expression | None:
     value = _value(node) if isinstance(node, yaml.ScalarNode) else None
     if not isinstance(value, str) or not value.strip():
         problem("bad_expression", f"'{field_}' must be an expression (text)", field_, node)
         return None
-    return _expression(value, node, on, field_, problem, boolean=boolean)
+    return _expression(value, node, on, field_, problem, boolean=boolean, roots=roots)
 
 
 # ------------------------------------------------------------------------- expressions
@@ -687,7 +780,7 @@ def _leaf(path: str) -> Field | None:
 
 
 def _analyse(
-    text: str, on: list[str]
+    text: str, on: list[str], roots: tuple[str, ...] = ROOTS
 ) -> tuple[tuple[str, str, int] | None, list[tuple[int, int, str]]]:
     """Check the names an expression uses; return the first problem, as (code, message,
     index), or None, and the spans (start, end, path) of the field paths it reads."""
@@ -706,7 +799,9 @@ def _analyse(
     event_fields: dict[str, Field] = {}
     for kind in on:
         event_fields.update(EVENT_FIELDS[kind])
-    schema: dict[str, Any] = {"event": event_fields, **_SCHEMA}
+    schema: dict[str, Any] = {
+        name: fields for name, fields in {"event": event_fields, **_SCHEMA}.items() if name in roots
+    }
     i = 0
     while i < len(tokens):
         kind, token, at = tokens[i]
@@ -729,7 +824,7 @@ def _analyse(
             i += 1
             continue
         if token not in schema:
-            message = f"unknown variable {token!r} (known: {', '.join(ROOTS)})"
+            message = f"unknown variable {token!r} (known here: {', '.join(roots)})"
             return ("unknown_variable", message, at), spans
         # follow the path root.a.b while it names fields
         path, fields, j = token, schema[token], i + 1
@@ -768,6 +863,7 @@ def _expression(
     *,
     boolean: bool,
     offset: int = 0,
+    roots: tuple[str, ...] = ROOTS,
 ) -> Expression | None:
     """Validate and compile one expression, or report what is wrong and return None."""
     if len(text) > MAX_EXPRESSION_CHARS:
@@ -776,7 +872,7 @@ def _expression(
     if not text:
         problem("bad_expression", "an empty expression", field_, node)
         return None
-    found, spans = _analyse(text, on)
+    found, spans = _analyse(text, on, roots)
     if found is not None:
         code, message, at = found
         problem(code, message, field_, node, position=offset + at + 1)
@@ -983,9 +1079,10 @@ def fire(
     after: Profile,
     event: Purchase | ChatMessage | Feedback,
     view: dict[str, Any] | None = None,
-) -> tuple[Profile, list[Trigger]]:
-    """Evaluate the rules that apply to ``event``; return the customer's new profile (its
-    ``rules_fired`` updated) and the triggers that fired, in the file's order.
+) -> tuple[Profile, list[Trigger | AudienceChange]]:
+    """Evaluate the rules that apply to ``event`` and the audiences; return the customer's
+    new profile (``rules_fired`` and ``audiences`` updated), the triggers that fired in the
+    file's order, then the audience changes (exits, then entries).
 
     ``before`` and ``after`` are the profile before and after the event was applied
     (``after`` includes the event's day in its windowed traits); ``view`` is what the
@@ -1014,12 +1111,12 @@ def fire(
     """
     kind = EVENT_TYPES[type(event)]
     candidates = rules.by_type[kind]
-    if not candidates:
+    if not candidates and not rules.audiences and not after.audiences:
         return after, []
     at = event.occurred_at
     fired = after.rules_fired
     due = [rule for rule in candidates if _allowed(rule, fired, at)]
-    if not due:
+    if not due and not rules.audiences and not after.audiences:
         return after, []
     paths = rules.paths[kind]
     roots = {root for _, root, _ in paths}
@@ -1041,8 +1138,9 @@ def fire(
             value = value.get(part)  # another event type's field is null
         variables[name] = value
     context = cel.Context(variables)
-    triggers: list[Trigger] = []
+    outputs: list[Trigger | AudienceChange] = []
     new_fired: dict[str, datetime] | None = None
+    customer = after.customer_id
     for rule in due:
         try:
             matched = rule.when.run(context) is True
@@ -1058,12 +1156,11 @@ def fire(
             except Exception:
                 rules.errors[rule.id] += 1
                 attributes[name] = None
-        customer = after.customer_id
         if rule.once_per is not None:
             key = deterministic_id("trigger", rule.id, customer, period(rule.once_per, at))
         else:
             key = deterministic_id("trigger", rule.id, customer, event.event_id)
-        triggers.append(
+        outputs.append(
             Trigger(
                 trigger_id=key,
                 rule=rule.id,
@@ -1078,9 +1175,45 @@ def fire(
             new_fired = dict(fired)
         last = new_fired.get(rule.id)
         new_fired[rule.id] = at if last is None else max(last, at)
-    if new_fired is None:
-        return after, triggers
-    return msgspec.structs.replace(after, rules_fired=new_fired), triggers
+    members = _members(rules, after.audiences, context)
+    changes = {}
+    if members != after.audiences:
+        changes["audiences"] = members
+        was, now = set(after.audiences), set(members)
+        for audience, change in [*((a, "exit") for a in after.audiences if a not in now),
+                                 *((a, "enter") for a in members if a not in was)]:  # fmt: skip
+            outputs.append(
+                AudienceChange(
+                    change_id=deterministic_id(
+                        "audience", audience, customer, event.event_id, change
+                    ),
+                    audience=audience,
+                    customer_id=customer,
+                    change=change,  # type: ignore[arg-type]
+                    occurred_at=at,
+                    event_id=event.event_id,
+                )
+            )
+    if new_fired is not None:
+        changes["rules_fired"] = new_fired
+    if not changes:
+        return after, outputs
+    return msgspec.structs.replace(after, **changes), outputs
+
+
+def _members(rules: RuleSet, current: list[str], context: Any) -> list[str]:
+    """The audiences a customer is in after an event, in the file's order (an audience no
+    longer in the file is left; one that fails to evaluate keeps its membership)."""
+    members: list[str] = []
+    for audience in rules.audiences:
+        try:
+            inside = audience.when.run(context) is True
+        except Exception:
+            rules.errors[audience.id] += 1
+            inside = audience.id in current
+        if inside:
+            members.append(audience.id)
+    return members
 
 
 def _scalar(value: Any) -> Scalar:

@@ -91,6 +91,22 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: Literal[1] = 1
 
 
+class AudienceChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer entered or left an audience; published on ``crm.audiences``.
+
+    ``change_id`` is derived from the audience, the customer, the source event and the
+    change, so a redelivered event gives the same id.
+    """
+
+    change_id: str
+    audience: str
+    customer_id: str
+    change: Literal["enter", "exit"]
+    occurred_at: datetime
+    event_id: str
+    schema_version: Literal[1] = 1
+
+
 class DeadLetterReason(msgspec.Struct, frozen=True, kw_only=True):
     """Why a record was rejected."""
 

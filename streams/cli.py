@@ -587,6 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
         '"customers": N, "per_week": {...}, ...}}}',
     )
     backtest.set_defaults(run=_rules_backtest)
+    audiences = commands.add_parser(
+        "audiences",
+        help="how many customers each audience holds (scans every profile in Redis)",
+    )
+    audiences.add_argument("--json", action="store_true", help="print one JSON object")
+    audiences.set_defaults(run=_audiences, needs=(_redis_answers,))
     status = rules_commands.add_parser("status", help="the rules each running worker uses")
     status.set_defaults(run=_rules_status, needs=(_redis_answers,))
     return parser
@@ -657,6 +663,50 @@ def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(
             render(result, f"Backtest of {args.file} (version {rules.version}) on {args.history}")
         )
+    return 0
+
+
+def _audiences(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+    import redis
+
+    from crmstream.streams.profiles import CUSTOMERS_KEY, PROFILE_FIELD, profile_key
+
+    class Members(msgspec.Struct):
+        audiences: list[str] = []
+
+    decode = msgspec.json.Decoder(Members).decode
+    sizes: dict[str, int] = {}
+    if settings.rules_file:
+        from crmstream.models.rules import load_rules_file
+
+        sizes = {audience.id: 0 for audience in load_rules_file(settings.rules_file).audiences}
+    customers = 0
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        batch: list[bytes] = []
+        for customer in [*client.sscan_iter(CUSTOMERS_KEY, count=1000), None]:
+            if customer is not None:
+                batch.append(customer)
+            if batch and (customer is None or len(batch) == 1000):
+                pipe = client.pipeline(transaction=False)
+                for one in batch:
+                    pipe.hget(profile_key(one.decode()), PROFILE_FIELD)
+                for raw in pipe.execute():
+                    if raw is None:
+                        continue
+                    customers += 1
+                    for audience in decode(raw).audiences:
+                        sizes[audience] = sizes.get(audience, 0) + 1
+                batch = []
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps({"customers": customers, "audiences": sizes}))
+        return 0
+    print(f"{customers} customers")
+    for audience, size in sizes.items():
+        print(f"{audience:32} {size:>9,}")
     return 0
 
 

@@ -32,6 +32,7 @@ from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile
 from crmstream.schemas import (
     Alert,
+    AudienceChange,
     ChatMessage,
     InvalidEvent,
     Purchase,
@@ -52,6 +53,7 @@ OUTPUT_TOPICS: dict[type, str] = {
     TierChange: topics.TIER_CHANGES,
     Alert: topics.ALERTS,
     Trigger: topics.TRIGGERS,
+    AudienceChange: topics.AUDIENCES,
 }
 
 

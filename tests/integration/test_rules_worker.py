@@ -5,6 +5,7 @@ invalid change keeps the previous rules running."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import msgspec
 import pytest
 
 from crmstream.models.rules import in_holdout
-from crmstream.schemas import Feedback, Purchase, Trigger
-from crmstream.streams import topics
+from crmstream.schemas import AudienceChange, Feedback, Purchase, Trigger
+from crmstream.streams import cli, topics
 from crmstream.streams.rules import RULES_STATUS_PREFIX
 from tests.helpers import committed_total, read_topic, wait_until
 
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 RULES = """
+audiences:
+  - id: vip
+    when: after.tier in ["gold", "platinum"]
 rules:
   - id: first-purchase-over-100
     on: [purchase]
@@ -93,6 +97,12 @@ def triggers(stack) -> list[Trigger]:
     return found
 
 
+def audience_changes(stack) -> list[AudienceChange]:
+    bootstrap = [stack.kafka_url.removeprefix("kafka://")]
+    records = read_topic(bootstrap, topics.AUDIENCES)
+    return [msgspec.json.decode(r.value, type=AudienceChange) for r in records]
+
+
 def fired(found: list[Trigger]) -> set[tuple[str, str, str]]:
     return {(t.rule, t.customer_id, t.event_id) for t in found}
 
@@ -118,7 +128,7 @@ def rules_status(stack) -> list[dict[str, str]]:
 
 
 def test_worker_fires_each_trigger_once_reloads_rules_and_keeps_them_on_a_bad_file(
-    stack, start_worker, tmp_path: Path
+    stack, start_worker, tmp_path: Path, monkeypatch, capsys
 ):
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
@@ -188,6 +198,18 @@ def test_worker_fires_each_trigger_once_reloads_rules_and_keeps_them_on_a_bad_fi
         wait_until(lambda: consumed(stack, "crmstream-replay", replayed), 90, "the replay")
         assert replay.stop() == 0, replay.log()[-3000:]
     assert len(triggers(stack)) == 9
+
+    # Audiences: each customer entered once, whatever was redelivered or replayed.
+    entered = audience_changes(stack)
+    assert sorted((c.audience, c.customer_id, c.change, c.event_id) for c in entered) == [
+        ("vip", "a", "enter", "pa2"),
+        ("vip", "c", "enter", "pc3"),
+        ("vip", "d", "enter", "pd1"),
+    ]
+    monkeypatch.setenv("CRM_REDIS_URL", stack.redis_url)
+    monkeypatch.setenv("CRM_RULES_FILE", str(path))
+    assert cli.main(["audiences", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"customers": 4, "audiences": {"vip": 3}}
 
 
 def test_a_worker_with_an_invalid_rule_file_does_not_start(stack, start_worker, tmp_path):

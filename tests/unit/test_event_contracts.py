@@ -27,6 +27,7 @@ from crmstream.schemas.inputs import (
 from crmstream.schemas.outputs import (
     Alert,
     AlertKind,
+    AudienceChange,
     DeadLetterReason,
     DeadLetterRecord,
     DeadLetterSource,
@@ -605,6 +606,16 @@ triggers = st.builds(
     holdout=st.booleans(),
 )
 
+audience_changes = st.builds(
+    AudienceChange,
+    change_id=st.text(),
+    audience=st.text(),
+    customer_id=customer_ids,
+    change=st.sampled_from(["enter", "exit"]),
+    occurred_at=timestamps,
+    event_id=st.text(),
+)
+
 dead_letters = st.builds(
     DeadLetterRecord,
     deadletter_partition=st.integers(min_value=0, max_value=2**31 - 1),
@@ -633,6 +644,7 @@ ROUND_TRIPS = [
     (TierChange, tier_changes),
     (Alert, alerts),
     (Trigger, triggers),
+    (AudienceChange, audience_changes),
     (DeadLetterRecord, dead_letters),
 ]
 

@@ -23,7 +23,7 @@ from crmstream.models.rules import (
     load_rules_file,
 )
 from crmstream.models.tiers import TierPolicy
-from crmstream.schemas import ChatMessage, Feedback, Purchase, Trigger
+from crmstream.schemas import AudienceChange, ChatMessage, Feedback, Purchase, Trigger
 from crmstream.streams.ingest import OUTPUT_TOPICS
 from crmstream.streams.topics import TRIGGERS
 
@@ -366,8 +366,8 @@ def examples():
     return load_rules_file(EXAMPLES)
 
 
-def fired(triggers: list[Trigger], rule: str) -> list[Trigger]:
-    return [t for t in triggers if t.rule == rule]
+def fired(triggers: list, rule: str) -> list[Trigger]:
+    return [t for t in triggers if isinstance(t, Trigger) and t.rule == rule]
 
 
 def test_example_first_purchase_over_100(examples):
@@ -451,3 +451,74 @@ def test_example_spend_halved_in_the_last_30_days(examples):
     steady = Customer(examples, "c2")
     for n, d in enumerate([0, 30, 60, 90, 120]):
         assert fired(steady.send(buy(n, 300.0, days=d, customer="c2")), "spend-halved-30d") == []
+
+
+# ------------------------------------------------------------------------------ audiences
+
+
+def changes(outputs) -> list[tuple[str, str, str]]:
+    return [(c.audience, c.change, c.event_id) for c in outputs if isinstance(c, AudienceChange)]
+
+
+class Audiences(Customer):
+    def send_all(self, event, scores=None):
+        self.profile, outputs = apply_event(
+            self.profile, event, self.offset, self.policies, self.models, scores
+        )
+        self.offset += 1
+        return outputs
+
+
+def test_example_audiences_enter_and_exit_once_with_deterministic_ids(examples):
+    customer = Audiences(examples)
+    assert changes(customer.send_all(buy(1, 150.0))) == []
+    entered = customer.send_all(buy(2, 400.0, days=1))  # gold
+    assert changes(entered) == [("vip", "enter", "p2")]
+    assert customer.profile.audiences == ["vip"]
+    assert changes(customer.send_all(buy(3, 10.0, days=2))) == []  # still a member
+    assert changes(customer.send_all(rate(4, 1, days=3))) == []
+    assert changes(customer.send_all(rate(5, 2, days=4))) == [("unhappy-30d", "enter", "f5")]
+    assert customer.profile.audiences == ["vip", "unhappy-30d"]
+    left = customer.send_all(rate(6, 5, days=40))  # the low ratings are out of the window
+    assert changes(left) == [("unhappy-30d", "exit", "f6")]
+    (change,) = [c for c in left if isinstance(c, AudienceChange)]
+    again = Audiences(examples)
+    for event in [
+        buy(1, 150.0),
+        buy(2, 400.0, days=1),
+        buy(3, 10.0, days=2),
+        rate(4, 1, days=3),
+        rate(5, 2, days=4),
+        rate(6, 5, days=40),
+    ]:
+        outputs = again.send_all(event)  # fmt: skip
+    assert [c.change_id for c in outputs if isinstance(c, AudienceChange)] == [change.change_id]
+    assert change.customer_id == "c1" and change.occurred_at == T0 + timedelta(days=40)
+
+
+def test_an_audience_sees_after_and_traits_only():
+    found = one_problem("audiences:\n  - id: a\n    when: event.amount > 1.0\n")
+    assert (found["code"], found["rule"], found["field"], found["position"]) == (
+        "unknown_variable",
+        "a",
+        "when",
+        1,
+    )
+    assert "after, traits" in found["message"]
+    codes = {p["code"] for p in problems("audiences:\n  - id: a\n    when: 'true'\n    on: chat\n")}
+    assert codes == {"unknown_field"}
+
+
+def test_an_audience_removed_from_the_file_is_left_at_the_next_event():
+    first = load_rules("audiences:\n  - {id: everyone, when: 'after.orders >= 0'}\n")
+    customer = Audiences(first)
+    assert changes(customer.send_all(buy(1, 5.0))) == [("everyone", "enter", "p1")]
+    customer.policies = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}),
+                                 load_rules("rules: []\n"))  # fmt: skip
+    assert changes(customer.send_all(buy(2, 5.0))) == [("everyone", "exit", "p2")]
+    assert customer.profile.audiences == []
+
+
+def test_audience_ids_are_unique():
+    found = one_problem("audiences:\n  - {id: a, when: 'true'}\n  - {id: a, when: 'false'}\n")
+    assert (found["code"], found["rule"]) == ("duplicate_id", "a")
