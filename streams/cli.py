@@ -587,6 +587,19 @@ def build_parser() -> argparse.ArgumentParser:
         '"customers": N, "per_week": {...}, ...}}}',
     )
     backtest.set_defaults(run=_rules_backtest)
+    report = rules_commands.add_parser(
+        "report",
+        help="treated vs holdout customers after each rule's triggers (reads the topics)",
+        description="Reads crm.triggers and crm.purchases from the start and, per rule, "
+        "compares the customers it treated with its holdout customers over the --days after "
+        "their first trigger: purchase rate and revenue per customer, the difference (uplift) "
+        "and its 95%% confidence interval.",
+    )
+    report.add_argument(
+        "--days", type=_positive_days, default=30, help="window after a trigger (days)"
+    )
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.set_defaults(run=_rules_report, needs=(_broker_answers,))
     audiences = commands.add_parser(
         "audiences",
         help="how many customers each audience holds (scans every profile in Redis)",
@@ -663,6 +676,38 @@ def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
         print(
             render(result, f"Backtest of {args.file} (version {rules.version}) on {args.history}")
         )
+    return 0
+
+
+def _rules_report(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from crmstream.models.money import UnsupportedCurrency
+    from crmstream.schemas import Purchase, Trigger
+    from crmstream.streams import topics
+    from crmstream.streams.evaluation.backtest import live_report, render_report
+    from crmstream.streams.tools.topicreader import read_topic
+
+    currencies = settings.currencies()
+    servers = settings.bootstrap_servers
+    decode_trigger = msgspec.json.Decoder(Trigger).decode
+    decode_purchase = msgspec.json.Decoder(Purchase).decode
+    triggers = []
+    for record in read_topic(servers, topics.TRIGGERS):
+        try:
+            triggers.append(decode_trigger(record.value))
+        except msgspec.DecodeError:
+            continue  # not a trigger crmstream wrote
+    purchases = []
+    for record in read_topic(servers, topics.PURCHASES):
+        try:
+            purchase = decode_purchase(record.value)
+            amount = currencies.to_base(purchase.amount, purchase.currency)
+        except (msgspec.DecodeError, UnsupportedCurrency):
+            continue  # dead-lettered by the workers as well
+        purchases.append((purchase.customer_id, purchase.occurred_at, amount))
+    result = live_report(triggers, purchases, days=args.days)
+    print(json.dumps(result) if args.json else render_report(result))
     return 0
 
 

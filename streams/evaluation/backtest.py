@@ -223,6 +223,84 @@ def uplift(
     return out
 
 
+def live_report(
+    triggers: Iterable[Trigger],
+    purchases: Iterable[tuple[str, datetime, float]],
+    days: int = UPLIFT_DAYS,
+) -> dict[str, Any]:
+    """``crmstream rules report``: per rule, triggers, customers and holdout triggers, and
+    treated against holdout customers over ``days`` after their first trigger
+    (:func:`uplift`), from the triggers published and the purchases (customer, time,
+    amount in the base currency) seen. Triggers are de-duplicated on ``trigger_id``.
+
+    >>> from datetime import timezone
+    >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    >>> fired = [Trigger(trigger_id=f"x{i}", rule="r", customer_id=f"c{i}", occurred_at=t,
+    ...                  event_id=f"e{i}", holdout=i % 2 == 0) for i in range(4)]
+    >>> bought = [("c1", t + timedelta(days=2), 10.0), ("c9", t + timedelta(days=90), 1.0)]
+    >>> report = live_report(fired + fired[:1], bought)
+    >>> report["events"], report["rules"]["r"]["fires"], report["rules"]["r"]["holdout_fires"]
+    (2, 4, 2)
+    >>> report["rules"]["r"]["uplift"]["treated"]["purchase_rate"]
+    0.5
+    """
+    history: dict[str, list[tuple[datetime, float]]] = defaultdict(list)
+    end: datetime | None = None
+    events = 0
+    for customer, at, amount in purchases:
+        history[customer].append((at, amount))
+        end = at if end is None or at > end else end
+        events += 1
+    seen: set[str] = set()
+    rules: dict[str, RuleResult] = defaultdict(RuleResult)
+    for trigger in sorted(triggers, key=lambda t: t.occurred_at):
+        if trigger.trigger_id in seen:
+            continue
+        seen.add(trigger.trigger_id)
+        result = rules[trigger.rule]
+        result.fires += 1
+        result.customers.add(trigger.customer_id)
+        result.per_week[week(trigger.occurred_at)] += 1
+        result.holdout_fires += trigger.holdout
+        result.first.setdefault(trigger.customer_id, (trigger.occurred_at, trigger.holdout))
+    out: dict[str, Any] = {"events": events, "days": days, "rules": {}}
+    for rule_id, result in sorted(rules.items()):
+        entry: dict[str, Any] = {
+            "fires": result.fires,
+            "customers": len(result.customers),
+            "holdout_fires": result.holdout_fires,
+            "per_week": dict(sorted(result.per_week.items())),
+        }
+        if end is not None:
+            entry["uplift"] = uplift(result.first, history, timedelta(days=days), end)
+        out["rules"][rule_id] = entry
+    return out
+
+
+def render_report(report: dict[str, Any]) -> str:
+    """The text of ``crmstream rules report``."""
+    lines = [
+        f"{report['events']:,} purchases; per rule, the {report['days']} days after each "
+        "customer's first trigger (customers whose window is not over yet are left out)",
+        "",
+    ]
+    for rule_id, entry in report["rules"].items():
+        lines.append(
+            f"{rule_id}: {entry['fires']:,} triggers, {entry['customers']:,} customers, "
+            f"{entry['holdout_fires']:,} in the holdout"
+        )
+        stats = entry.get("uplift")
+        if not stats:
+            continue
+        for metric in ("purchase_rate", "revenue_per_customer"):
+            lines.append(
+                f"  {metric:22} treated {_fmt(stats['treated'][metric])} "
+                f"(n={stats['treated']['customers']}), holdout {_fmt(stats['holdout'][metric])} "
+                f"(n={stats['holdout']['customers']}), uplift {_interval(stats[metric])}"
+            )
+    return "\n".join(lines)
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 

@@ -211,6 +211,23 @@ def test_worker_fires_each_trigger_once_reloads_rules_and_keeps_them_on_a_bad_fi
     assert cli.main(["audiences", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"customers": 4, "audiences": {"vip": 3}}
 
+    # The report: a and c got the welcome trigger on day 0, d on day 3 (the last day of
+    # data, so its window is not over); within a day of it, a bought again and c did not.
+    monkeypatch.setenv("CRM_KAFKA_URL", stack.kafka_url)
+    assert cli.main(["rules", "report", "--days", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    welcome = report["rules"]["first-purchase-over-100"]
+    assert (welcome["fires"], welcome["customers"]) == (3, 3)
+    groups = {"treated": [], "holdout": []}
+    for customer, bought in (("a", 1), ("c", 0)):
+        held = in_holdout("first-purchase-over-100", customer, 0.5)
+        groups["holdout" if held else "treated"].append(bought)
+    for name, outcomes in groups.items():
+        stats = welcome["uplift"][name]
+        assert stats["customers"] == len(outcomes)
+        expected = sum(outcomes) / len(outcomes) if outcomes else None
+        assert stats["purchase_rate"] == expected
+
 
 def test_a_worker_with_an_invalid_rule_file_does_not_start(stack, start_worker, tmp_path):
     path = tmp_path / "rules.yaml"
