@@ -17,6 +17,8 @@ import random
 import time
 from datetime import UTC, datetime, timedelta
 
+import msgspec
+
 from crmstream.models.alerts import AlertPolicy
 from crmstream.models.conversations import MessageScores
 from crmstream.models.events import Policies, apply_event
@@ -111,9 +113,11 @@ def run(events, policies) -> tuple[float, float, int]:
         profiles[event.customer_id] = after
         if policies.rules is not None:
             fired += sum(1 for o in outputs if type(o).__name__ == "Trigger")
-            # the rules alone, again on the same states (their result is discarded)
+            # the rules alone, again on the same states as the fold gave them (the once-per
+            # and cooldown state as before the event); the result is discarded
+            state = msgspec.structs.replace(after, rules_fired=before.rules_fired)
             start = time.thread_time_ns()
-            fire(policies.rules, before, after, event)
+            fire(policies.rules, before, state, event)
             firing += time.thread_time_ns() - start
     n = len(events)
     return folding / n / 1000, firing / n / 1000, fired
