@@ -167,7 +167,7 @@ def json_schemas() -> dict[str, str]:
     --------
     >>> schemas = json_schemas()
     >>> sorted(schemas)[:3]
-    ['alert.json', 'chat_message.json', 'dead_letter_record.json']
+    ['alert.json', 'audience_change.json', 'chat_message.json']
     >>> schemas["feedback.json"].endswith("}\\n")
     True
     """
