@@ -64,14 +64,21 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.health import HEARTBEAT_INTERVAL, read_heartbeats, verdict
+    from crmstream.streams.rules import read_rules_status
 
     workers = read_heartbeats(settings.redis_url, settings.app_id)
     code = verdict(workers)
+    rules = read_rules_status(settings.redis_url, (w.worker_id for w in workers))
     if args.json:
         report = {
             "healthy": code == 0,
             "workers": [
-                {**asdict(w), "since": _iso(w.since), "heartbeat": _iso(w.heartbeat)}
+                {
+                    **asdict(w),
+                    "since": _iso(w.since),
+                    "heartbeat": _iso(w.heartbeat),
+                    **({"rules": rules[w.worker_id]} if w.worker_id in rules else {}),
+                }
                 for w in workers
             ],
         }
@@ -85,6 +92,10 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
         )
         if w.detail:
             print(f"    {w.detail}")
+        problem = rules.get(w.worker_id, {}).get("problem", "")
+        if problem:
+            first = problem.splitlines()[0]
+            print(f"    rules: CRM_RULES_FILE refused, the previous rules run: {first}")
     if not workers:
         print(
             f"no worker of {settings.app_id} (CRM_APP_ID) has written a heartbeat in the "

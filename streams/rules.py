@@ -15,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+import redis
 
 from crmstream.models.rules import RuleFileError, RuleProblem, RuleSet, load_rules
 
@@ -118,3 +121,16 @@ class RulesWatcher:
             version,
             problem,
         )
+
+
+def read_rules_status(redis_url: str, worker_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """What each of ``worker_ids`` said about its rules (workers without rules are absent)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        ids = list(worker_ids)
+        pipe = client.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(RULES_STATUS_PREFIX + worker_id)
+        return {w: status for w, status in zip(ids, pipe.execute(), strict=True) if status}
+    finally:
+        client.close()

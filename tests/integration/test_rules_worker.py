@@ -175,6 +175,13 @@ def test_worker_fires_each_trigger_once_reloads_rules_and_keeps_them_on_a_bad_fi
         wait_until(lambda: "still running the previous rules" in worker.log(), 30, "the refusal")
         status = rules_status(stack)
         assert any("unknown field 'wen'" in s["problem"] and s["rules"] == "4" for s in status)
+        monkeypatch.setenv("CRM_REDIS_URL", stack.redis_url)
+        wait_until(lambda: cli.main(["health"]) == 0, 30, "a healthy worker")
+        assert "rules: CRM_RULES_FILE refused" in capsys.readouterr().out
+        assert cli.main(["health", "--json"]) == 0  # still healthy: the previous rules run
+        health = json.loads(capsys.readouterr().out)
+        (reported,) = [w["rules"] for w in health["workers"] if "rules" in w]
+        assert "unknown field 'wen'" in reported["problem"] and reported["rules"] == "4"
         publish(stack, [buy("pd1", "d", 1200.0, 3)])  # CLV 1200: gold at once
         wait_until(lambda: len(triggers(stack)) >= len(first) + 5, 60, "the kept rules to fire")
         log = worker.log()
