@@ -16,29 +16,33 @@ from dataclasses import dataclass
 
 import msgspec
 
+from crmstream.models import traits
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
 from crmstream.models.conversations import MessageScores
 from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
 from crmstream.models.money import Currencies
 from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
+from crmstream.models.rules import RuleSet, event_view, fire
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
-from crmstream.schemas.outputs import Alert, TierChange
+from crmstream.schemas.outputs import Alert, AudienceChange, TierChange, Trigger
 
 Event = Purchase | ChatMessage | Feedback
 #: Forget nothing of a customer's model state (offline use and tests).
 KEEP_ALL = Retention()
-Output = TierChange | Alert
+Output = TierChange | Alert | Trigger | AudienceChange
 
 
 @dataclass(frozen=True)
 class Policies:
-    """The configured business rules an event is applied with."""
+    """The configured business rules an event is applied with; ``rules`` are the
+    marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured."""
 
     tiers: TierPolicy
     alerts: AlertPolicy
     currencies: Currencies
+    rules: RuleSet | None = None
 
 
 def apply_event(
@@ -70,20 +74,35 @@ def apply_event(
     ('silver', ['silver'], 1)
     """
     if isinstance(event, Purchase):
-        return _purchase(profile, event, offset, policies, purchase_models, retention)
-    if isinstance(event, ChatMessage):
-        profile = _mark(apply_chat(profile, event), CHAT, offset, retention)
+        after, outputs, view = _purchase(
+            profile, event, offset, policies, purchase_models, retention
+        )
+    elif isinstance(event, ChatMessage):
+        after = _mark(apply_chat(profile, event), CHAT, offset, retention)
         if event.sender != "customer":
-            return profile, []
+            return after, []
         if scores is None:
             raise ValueError(f"chat message {event.event_id} was not scored")
-        profile, alerts = on_message(
-            profile, event, scores.sentiment, scores.intent, policies.alerts
+        after, alerts = on_message(after, event, scores.sentiment, scores.intent, policies.alerts)
+        negative = int(scores.sentiment <= policies.alerts.negative)
+        after.activity = traits.record(
+            after.activity, event.occurred_at, messages=1, negative_messages=negative
         )
-        return profile, list(alerts)
-    profile = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)
-    profile, alerts = on_feedback(profile, event, policies.alerts)
-    return profile, list(alerts)
+        outputs = list(alerts)
+        view = event_view(event, sentiment=scores.sentiment, intent=scores.intent)
+    else:
+        after = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)
+        after, alerts = on_feedback(after, event, policies.alerts)
+        low = int(event.rating is not None and event.rating <= policies.alerts.low_rating)
+        after.activity = traits.record(
+            after.activity, event.occurred_at, feedback=1, low_ratings=low
+        )
+        outputs = list(alerts)
+        view = None
+    if policies.rules is not None:
+        after, triggers = fire(policies.rules, profile, after, event, view)
+        outputs.extend(triggers)
+    return after, outputs
 
 
 def _mark(profile: Profile, kind: str, offset: int, retention: Retention) -> Profile:
@@ -98,16 +117,11 @@ def _purchase(
     policies: Policies,
     models: PurchaseModels,
     retention: Retention,
-) -> tuple[Profile, list[Output]]:
+) -> tuple[Profile, list[Output], dict[str, object] | None]:
     fx = policies.currencies
     amount = fx.to_base(purchase.amount, purchase.currency)
-    after, change = apply_purchase(
-        before,
-        purchase,
-        policies.tiers,
-        amount=amount,
-        cost=fx.to_base(purchase.cost or 0.0, purchase.currency),
-    )
+    cost = fx.to_base(purchase.cost or 0.0, purchase.currency)
+    after, change = apply_purchase(before, purchase, policies.tiers, amount=amount, cost=cost)
     scored = score_purchase(models, before, after, purchase, amount, offset, retention)
     outputs: list[Output] = [change] if change is not None else []
     if scored.flagged:
@@ -116,4 +130,7 @@ def _purchase(
                 before, purchase, amount, scored.anomaly, models.anomaly.threshold, policies.alerts
             )
         )
-    return scored.profile, outputs
+    new = scored.profile
+    new.activity = traits.record(new.activity, purchase.occurred_at, orders=1, revenue=amount)
+    view = event_view(purchase, amount=amount, cost=cost) if policies.rules is not None else None
+    return new, outputs, view

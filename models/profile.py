@@ -8,6 +8,7 @@ import msgspec
 
 from crmstream.models.customer_state import CustomerModelState
 from crmstream.models.tiers import TierPolicy
+from crmstream.models.traits import DayActivity
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Tier, TierChange, deterministic_id
 
@@ -28,6 +29,13 @@ class Profile(msgspec.Struct, kw_only=True):
     unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`).
     ``model_state`` is what the purchase models keep of the customer
     (:mod:`crmstream.models.customer_state`).
+
+    ``activity`` holds the customer's day buckets of the last 90 days, from which rules'
+    windowed traits are computed (:mod:`crmstream.models.traits`); ``rules_fired`` when
+    each marketing rule last fired for them, for ``once_per`` and ``cooldown``
+    (:mod:`crmstream.models.rules`), and ``audiences`` the audiences they are in. All are
+    written with the profile, by the same compare-and-set, so a redelivered event never
+    fires a rule or changes an audience twice.
     """
 
     customer_id: str
@@ -54,6 +62,9 @@ class Profile(msgspec.Struct, kw_only=True):
     segment: int | None = None
     last_purchase_anomaly: float | None = None
     model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
+    activity: list[DayActivity] = msgspec.field(default_factory=list)
+    rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)
+    audiences: list[str] = msgspec.field(default_factory=list)
 
     @property
     def clv(self) -> float:

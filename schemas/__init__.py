@@ -18,6 +18,7 @@ from crmstream.schemas.inputs import (
 )
 from crmstream.schemas.outputs import (
     Alert,
+    AudienceChange,
     DeadLetterReason,
     DeadLetterRecord,
     DeadLetterSource,
@@ -29,6 +30,7 @@ from crmstream.schemas.outputs import (
 __all__ = [
     "CUSTOMER_ID_PATTERN",
     "Alert",
+    "AudienceChange",
     "ChatMessage",
     "DeadLetterReason",
     "DeadLetterRecord",

@@ -76,6 +76,9 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     """A marketing rule fired for a customer; published on ``crm.triggers``.
 
     ``trigger_id`` is derived from the rule and its firing key, so a rule fires once per key.
+    ``attributes`` is the rule's rendered ``emit`` payload. ``holdout`` is true when the
+    customer is in the rule's control group: the trigger is recorded, so the rule's
+    uplift can be measured, and consumers must not act on it.
     """
 
     trigger_id: str
@@ -84,6 +87,23 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     occurred_at: datetime
     event_id: str
     attributes: dict[str, Scalar] = {}
+    holdout: bool = False
+    schema_version: Literal[1] = 1
+
+
+class AudienceChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer entered or left an audience; published on ``crm.audiences``.
+
+    ``change_id`` is derived from the audience, the customer, the source event and the
+    change, so a redelivered event gives the same id.
+    """
+
+    change_id: str
+    audience: str
+    customer_id: str
+    change: Literal["enter", "exit"]
+    occurred_at: datetime
+    event_id: str
     schema_version: Literal[1] = 1
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
+import socket
 import tempfile
 
 import faust
@@ -16,6 +18,7 @@ from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.replicas import PartitionModels, Replicas
+from crmstream.streams.rules import RulesWatcher
 from crmstream.streams.runtime import Runtime
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import FaustSink, Sink
@@ -82,15 +85,21 @@ def create_app(
     def partition_models() -> PartitionModels:
         return PartitionModels(settings.purchase_models(), ConversationModels.create())
 
+    policies = settings.policies()
+    rules = RulesWatcher(settings.rules_file) if settings.rules_file else None
+    if rules is not None:  # an invalid file stops the worker here, with its problems
+        policies = dataclasses.replace(policies, rules=rules.load())
     runtime = Runtime(
         settings=settings,
         profiles=profiles,
         sink=sink if sink is not None else FaustSink(app),
-        policies=settings.policies(),
+        policies=policies,
         replicas=Replicas(
             checkpoints, lambda: DueIndex(profiles.client), partition_models, profiles.get_many
         ),
         checkpoints=checkpoints,
+        rules=rules,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
     )
     app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)
 
@@ -117,6 +126,12 @@ def create_app(
     async def checkpoint_models() -> None:
         await runtime.checkpoint(app)
         await runtime.flush_metrics()
+
+    if rules is not None:
+
+        @app.timer(settings.rules_reload_interval)
+        async def reload_rules() -> None:
+            await runtime.reload_rules()
 
     if agents is not None:
         importlib.import_module(agents).register_all(app, runtime)

@@ -75,14 +75,21 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.health import HEARTBEAT_INTERVAL, read_heartbeats, verdict
+    from crmstream.streams.rules import read_rules_status
 
     workers = read_heartbeats(settings.redis_url, settings.app_id)
     code = verdict(workers)
+    rules = read_rules_status(settings.redis_url, (w.worker_id for w in workers))
     if args.json:
         report = {
             "healthy": code == 0,
             "workers": [
-                {**asdict(w), "since": _iso(w.since), "heartbeat": _iso(w.heartbeat)}
+                {
+                    **asdict(w),
+                    "since": _iso(w.since),
+                    "heartbeat": _iso(w.heartbeat),
+                    **({"rules": rules[w.worker_id]} if w.worker_id in rules else {}),
+                }
                 for w in workers
             ],
         }
@@ -96,6 +103,10 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
         )
         if w.detail:
             print(f"    {w.detail}")
+        problem = rules.get(w.worker_id, {}).get("problem", "")
+        if problem:
+            first = problem.splitlines()[0]
+            print(f"    rules: CRM_RULES_FILE refused, the previous rules run: {first}")
     if not workers:
         print(
             f"no worker of {settings.app_id} (CRM_APP_ID) has written a heartbeat in the "
@@ -583,7 +594,234 @@ def build_parser() -> argparse.ArgumentParser:
         help="where downloads are kept (default: ~/.cache/crmstream/datasets)",
     )
     sentiment_data.set_defaults(run=_datasets_sentiment)
+
+    rules = commands.add_parser("rules", help="check, backtest and watch marketing rules")
+    rules_commands = rules.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = rules_commands.add_parser(
+        "check",
+        help="validate a rule file (exit 1 with every problem if it is invalid)",
+    )
+    check.add_argument("file", metavar="RULES.yaml")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    check.set_defaults(run=_rules_check)
+    backtest = rules_commands.add_parser(
+        "backtest",
+        help="what a rule file would have fired on purchase history (offline)",
+        description="Replays purchase history in event-time order through the worker's fold "
+        "and the rules, with no broker: per rule, fires, distinct customers, fires per ISO "
+        "week, the first examples and, with a holdout, treated vs holdout. --history cdnow: "
+        "the CDNOW history from the lifetimes wheel; otherwise a CSV file whose columns "
+        "--map names, as for crmstream backfill.",
+    )
+    backtest.add_argument("file", metavar="RULES.yaml")
+    backtest.add_argument("--history", required=True, metavar="cdnow|FILE.csv")
+    backtest.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns of each field")
+    backtest.add_argument(
+        "--limit", type=int, default=0, help="only the first N purchases in event order (0: all)"
+    )
+    backtest.add_argument(
+        "--days", type=_positive_days, default=30, help="uplift window after a trigger (days)"
+    )
+    backtest.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"events": N, "rules": {"<id>": {"fires": N, '
+        '"customers": N, "per_week": {...}, ...}}}',
+    )
+    backtest.set_defaults(run=_rules_backtest)
+    report = rules_commands.add_parser(
+        "report",
+        help="treated vs holdout customers after each rule's triggers (reads the topics)",
+        description="Reads crm.triggers and crm.purchases from the start and, per rule, "
+        "compares the customers it treated with its holdout customers over the --days after "
+        "their first trigger: purchase rate and revenue per customer, the difference (uplift) "
+        "and its 95%% confidence interval.",
+    )
+    report.add_argument(
+        "--days", type=_positive_days, default=30, help="window after a trigger (days)"
+    )
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.set_defaults(run=_rules_report, needs=(_broker_answers,))
+    audiences = commands.add_parser(
+        "audiences",
+        help="how many customers each audience holds (scans every profile in Redis)",
+    )
+    audiences.add_argument("--json", action="store_true", help="print one JSON object")
+    audiences.set_defaults(run=_audiences, needs=(_redis_answers,))
+    status = rules_commands.add_parser("status", help="the rules each running worker uses")
+    status.set_defaults(run=_rules_status, needs=(_redis_answers,))
     return parser
+
+
+def _rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.models.rules import RuleFileError, load_rules_file
+
+    try:
+        rules = load_rules_file(args.file)
+    except RuleFileError as exc:
+        if args.json:
+            print(json.dumps({"valid": False, **exc.to_dict()}))
+        else:
+            print(exc, file=sys.stderr)
+        return 1
+    if args.json:
+        ids = [rule.id for rule in rules.rules]
+        print(json.dumps({"valid": True, "version": rules.version, "rules": ids}))
+    else:
+        print(f"{args.file}: {len(rules.rules)} rules, version {rules.version}")
+    return 0
+
+
+def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.models.rules import RuleFileError, load_rules_file
+    from crmstream.streams.evaluation.backtest import backtest, render
+    from crmstream.streams.tools.backfill import (
+        BackfillError,
+        event_order,
+        load_cdnow,
+        load_csv,
+        parse_mapping,
+        to_purchases,
+    )
+
+    try:
+        rules = load_rules_file(args.file)
+    except RuleFileError as exc:
+        print(f"crmstream: invalid rules:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.history == "cdnow":
+            if args.map:
+                raise BackfillError("--map is for CSV files; the CDNOW columns are known")
+            frame, _ = load_cdnow()
+            source = "cdnow"
+        else:
+            if not args.map:
+                raise BackfillError("--map is required for a CSV file (see --help)")
+            frame, _ = load_csv(args.history, parse_mapping(args.map))
+            source = "csv"
+    except BackfillError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
+    if args.limit:
+        frame = event_order(frame).head(args.limit)
+    result = backtest(
+        rules,
+        to_purchases(frame, source),
+        settings.policies(),
+        settings.purchase_models(),
+        days=args.days,
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(
+            render(result, f"Backtest of {args.file} (version {rules.version}) on {args.history}")
+        )
+    return 0
+
+
+def _rules_report(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from crmstream.models.money import UnsupportedCurrency
+    from crmstream.schemas import Purchase, Trigger
+    from crmstream.streams import topics
+    from crmstream.streams.evaluation.backtest import live_report, render_report
+    from crmstream.streams.tools.topicreader import read_topic
+
+    currencies = settings.currencies()
+    servers = settings.bootstrap_servers
+    decode_trigger = msgspec.json.Decoder(Trigger).decode
+    decode_purchase = msgspec.json.Decoder(Purchase).decode
+    triggers = []
+    for record in read_topic(servers, topics.TRIGGERS):
+        try:
+            triggers.append(decode_trigger(record.value))
+        except msgspec.DecodeError:
+            continue  # not a trigger crmstream wrote
+    purchases = []
+    for record in read_topic(servers, topics.PURCHASES):
+        try:
+            purchase = decode_purchase(record.value)
+            amount = currencies.to_base(purchase.amount, purchase.currency)
+        except (msgspec.DecodeError, UnsupportedCurrency):
+            continue  # dead-lettered by the workers as well
+        purchases.append((purchase.customer_id, purchase.occurred_at, amount))
+    result = live_report(triggers, purchases, days=args.days)
+    print(json.dumps(result) if args.json else render_report(result))
+    return 0
+
+
+def _audiences(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+    import redis
+
+    from crmstream.streams.profiles import CUSTOMERS_KEY, PROFILE_FIELD, profile_key
+
+    class Members(msgspec.Struct):
+        audiences: list[str] = []
+
+    decode = msgspec.json.Decoder(Members).decode
+    sizes: dict[str, int] = {}
+    if settings.rules_file:
+        from crmstream.models.rules import load_rules_file
+
+        sizes = {audience.id: 0 for audience in load_rules_file(settings.rules_file).audiences}
+    customers = 0
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        batch: list[bytes] = []
+        for customer in [*client.sscan_iter(CUSTOMERS_KEY, count=1000), None]:
+            if customer is not None:
+                batch.append(customer)
+            if batch and (customer is None or len(batch) == 1000):
+                pipe = client.pipeline(transaction=False)
+                for one in batch:
+                    pipe.hget(profile_key(one.decode()), PROFILE_FIELD)
+                for raw in pipe.execute():
+                    if raw is None:
+                        continue
+                    customers += 1
+                    for audience in decode(raw).audiences:
+                        sizes[audience] = sizes.get(audience, 0) + 1
+                batch = []
+    finally:
+        client.close()
+    if args.json:
+        print(json.dumps({"customers": customers, "audiences": sizes}))
+        return 0
+    print(f"{customers} customers")
+    for audience, size in sizes.items():
+        print(f"{audience:32} {size:>9,}")
+    return 0
+
+
+def _rules_status(args: argparse.Namespace, settings: Settings) -> int:
+    import redis
+
+    from crmstream.streams.rules import RULES_STATUS_PREFIX
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        keys = sorted(client.scan_iter(match=RULES_STATUS_PREFIX + "*", count=1000))
+        statuses = {key.removeprefix(RULES_STATUS_PREFIX): client.hgetall(key) for key in keys}
+    finally:
+        client.close()
+    if not statuses:
+        print("no worker has reported its rules (CRM_RULES_FILE unset, or no worker running)")
+        return 1
+    problems = 0
+    for worker, status in statuses.items():
+        problem = status.get("problem", "")
+        problems += bool(problem)
+        print(
+            f"{worker}: {status.get('rules', '?')} rules, version {status.get('version', '?')} "
+            f"from {status.get('file', '?')}; run-time errors {status.get('errors', '0')}"
+        )
+        if problem:
+            print(f"  the file on disk is refused, the previous rules run:\n  {problem}")
+    return 1 if problems else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -646,6 +884,9 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
         return "invalid configuration: " + "; ".join(map(_setting_error, exc.errors()))
     if isinstance(exc, ConfigurationError | Unreachable):
         return str(exc)
+    rules = sys.modules.get("crmstream.models.rules")  # not loaded: not a rule file error
+    if rules is not None and isinstance(exc, rules.RuleFileError):
+        return f"invalid rules (CRM_RULES_FILE):\n{exc}"
     if isinstance(exc, RedisError) and settings is not None and _connecting(exc):
         return redis_reason(settings.redis_url, exc)
     if isinstance(exc, KafkaError) and settings is not None:

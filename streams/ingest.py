@@ -32,10 +32,12 @@ from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile
 from crmstream.schemas import (
     Alert,
+    AudienceChange,
     ChatMessage,
     InvalidEvent,
     Purchase,
     TierChange,
+    Trigger,
     decode,
 )
 from crmstream.streams import topics
@@ -47,7 +49,12 @@ from crmstream.streams.sink import Output, keyed_outputs
 log = logging.getLogger(__name__)
 
 #: The output topic of each kind of record the models produce.
-OUTPUT_TOPICS: dict[type, str] = {TierChange: topics.TIER_CHANGES, Alert: topics.ALERTS}
+OUTPUT_TOPICS: dict[type, str] = {
+    TierChange: topics.TIER_CHANGES,
+    Alert: topics.ALERTS,
+    Trigger: topics.TRIGGERS,
+    AudienceChange: topics.AUDIENCES,
+}
 
 
 class BatchSummary(msgspec.Struct, frozen=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
 from crmstream.streams.replicas import Replicas
+from crmstream.streams.rules import RULES_STATUS_PREFIX, RulesWatcher
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Sink
 
@@ -31,6 +33,8 @@ class Runtime:
     replicas: Replicas
     checkpoints: CheckpointStore
     stages: Stages = field(default_factory=Stages)
+    rules: RulesWatcher | None = None
+    worker_id: str = ""
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them
@@ -80,6 +84,25 @@ class Runtime:
                 await app.consumer._commit(offsets)
             except Exception as exc:  # the broker is away: the next checkpoint commits
                 log.warning("could not commit checkpointed offsets (%s); will retry", exc)
+
+    async def reload_rules(self) -> bool:
+        """Reload ``CRM_RULES_FILE`` if it changed (see :mod:`crmstream.streams.rules`) and
+        say in Redis which rules this worker runs; True if new rules took effect.
+
+        The batch in hand keeps the rules it started with: it read ``policies`` once.
+        """
+        if self.rules is None:
+            return False
+        new = self.rules.poll()
+        if new is not None:
+            self.policies = dataclasses.replace(self.policies, rules=new)
+        try:
+            key = RULES_STATUS_PREFIX + self.worker_id
+            await self.profiles.client.hset(key, mapping=self.rules.status())
+            await self.profiles.client.expire(key, 3600)
+        except UNAVAILABLE as exc:
+            log.debug("rules status not written (%s)", exc)
+        return new is not None
 
     async def flush_metrics(self) -> None:
         """Add the stage timings to ``crm:metrics:stages`` (skipped while Redis is away)."""

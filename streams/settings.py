@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """``CRM_LOG_LEVEL``: worker log level."""
+    rules_file: str = ""
+    """``CRM_RULES_FILE``: the marketing rules (YAML, see ``examples/rules.yaml``); empty: no
+    rules. Workers load it at start (an invalid file stops them) and reload it when it
+    changes (an invalid change is logged and the previous rules keep running)."""
+    rules_reload_interval: float = Field(5.0, gt=0, le=3600)
+    """``CRM_RULES_RELOAD_INTERVAL``: seconds between two checks of ``CRM_RULES_FILE``."""
     shutdown_timeout: float = Field(15.0, gt=0, le=3600)
     """``CRM_SHUTDOWN_TIMEOUT``: seconds a worker may take to stop after SIGTERM or Ctrl-C
     before it exits anyway (exit code 3), whatever it is waiting for."""

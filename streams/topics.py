@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crmstream.schemas import (
     Alert,
+    AudienceChange,
     ChatMessage,
     DeadLetterRecord,
     Feedback,
@@ -18,12 +19,13 @@ FEEDBACK = "crm.feedback"
 ALERTS = "crm.alerts"
 TIER_CHANGES = "crm.tier-changes"
 TRIGGERS = "crm.triggers"
+AUDIENCES = "crm.audiences"
 DEADLETTER = "crm.deadletter"
 
 #: Topics applications publish to, keyed by ``customer_id``.
 INPUTS = (PURCHASES, CHATS, FEEDBACK)
 #: Topics crmstream publishes to.
-OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, DEADLETTER)
+OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, AUDIENCES, DEADLETTER)
 ALL = INPUTS + OUTPUTS
 
 #: The record type each input topic carries (what the worker decodes and validates).
@@ -34,5 +36,6 @@ OUTPUT_TYPES = {
     ALERTS: Alert,
     TIER_CHANGES: TierChange,
     TRIGGERS: Trigger,
+    AUDIENCES: AudienceChange,
     DEADLETTER: DeadLetterRecord,
 }

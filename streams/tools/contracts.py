@@ -83,6 +83,8 @@ _TOPIC_DESCRIPTIONS = {
     topics.ALERTS: "Alerts for a human to look at, published by crmstream. Keyed by `customer_id`.",
     topics.TIER_CHANGES: "Value-tier changes, published by crmstream. Keyed by `customer_id`.",
     topics.TRIGGERS: "Marketing rules that fired, published by crmstream. Keyed by `customer_id`.",
+    topics.AUDIENCES: "Customers entering and leaving audiences, published by crmstream. "
+    "Keyed by `customer_id`.",
     topics.DEADLETTER: "Input records crmstream rejected, published by crmstream. Key and "
     "value are the original record's, byte for byte, so a record can be fixed and replayed; "
     "why and where it was rejected is in the headers.",
@@ -165,7 +167,7 @@ def json_schemas() -> dict[str, str]:
     --------
     >>> schemas = json_schemas()
     >>> sorted(schemas)[:3]
-    ['alert.json', 'chat_message.json', 'dead_letter_record.json']
+    ['alert.json', 'audience_change.json', 'chat_message.json']
     >>> schemas["feedback.json"].endswith("}\\n")
     True
     """

@@ -25,6 +25,7 @@ from jsonschema.validators import validator_for
 from crmstream.schemas import (
     CUSTOMER_ID_PATTERN,
     Alert,
+    AudienceChange,
     ChatMessage,
     DeadLetterRecord,
     Feedback,
@@ -57,6 +58,7 @@ FILES: dict[type[msgspec.Struct], str] = {
     TierChange: "tier_change.json",
     Alert: "alert.json",
     Trigger: "trigger.json",
+    AudienceChange: "audience_change.json",
     DeadLetterRecord: "dead_letter_record.json",
 }
 

@@ -27,6 +27,7 @@ from crmstream.schemas.inputs import (
 from crmstream.schemas.outputs import (
     Alert,
     AlertKind,
+    AudienceChange,
     DeadLetterReason,
     DeadLetterRecord,
     DeadLetterSource,
@@ -602,6 +603,17 @@ triggers = st.builds(
     occurred_at=timestamps,
     event_id=st.text(),
     attributes=st.dictionaries(st.text(), scalars, max_size=6),
+    holdout=st.booleans(),
+)
+
+audience_changes = st.builds(
+    AudienceChange,
+    change_id=st.text(),
+    audience=st.text(),
+    customer_id=customer_ids,
+    change=st.sampled_from(["enter", "exit"]),
+    occurred_at=timestamps,
+    event_id=st.text(),
 )
 
 dead_letters = st.builds(
@@ -632,6 +644,7 @@ ROUND_TRIPS = [
     (TierChange, tier_changes),
     (Alert, alerts),
     (Trigger, triggers),
+    (AudienceChange, audience_changes),
     (DeadLetterRecord, dead_letters),
 ]
 
