@@ -46,11 +46,11 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -60,6 +60,18 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.worker import run_worker
 
     return run_worker(settings)
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.web.server import run_dashboard
+
+    if not settings.api_token.get_secret_value():
+        raise ConfigurationError(
+            "CRM_API_TOKEN must be set: the dashboard's API token and login password"
+        )
+    if not _port_free(args.port, args.host):
+        raise ConfigurationError(f"port {args.port} (--port) is already in use on {args.host}")
+    return run_dashboard(settings, args.host, args.port)
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
@@ -404,6 +416,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a Faust worker configured by CRM_* variables")
     worker.set_defaults(run=_worker, needs=(_redis_answers, _broker_answers))
+
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the support dashboard and JSON API (needs CRM_API_TOKEN)",
+        description="Serves the live alert page and the JSON API (/api/..., /openapi.json, "
+        "/health). It reads crm.alerts from Kafka and profiles from Redis; run as many as "
+        "you like beside the workers. CRM_API_TOKEN is the API's bearer token and the login "
+        "form's password.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    dashboard.set_defaults(run=_dashboard, needs=(_redis_answers, _broker_answers))
 
     health = commands.add_parser(
         "health",

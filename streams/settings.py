@@ -108,6 +108,17 @@ class Settings(BaseSettings):
     """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
     web_port: int = Field(6066, ge=1, le=65535)
     """``CRM_WEB_PORT``: port of the worker's HTTP endpoints."""
+    api_token: SecretStr = SecretStr("")
+    """``CRM_API_TOKEN``: bearer token of the dashboard's JSON API and password of its login
+    form (any long random string; ``crmstream dashboard`` refuses to start without one)."""
+    dashboard_alert_buffer: int = Field(20000, ge=100, le=1_000_000)
+    """``CRM_DASHBOARD_ALERT_BUFFER``: recent alerts a dashboard keeps in memory (read from
+    ``crm.alerts``) for the feed, reconnects and ``GET /api/alerts``."""
+    dashboard_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    """``CRM_DASHBOARD_SESSION_HOURS``: how long a dashboard login lasts."""
+    dashboard_secure_cookie: bool = False
+    """``CRM_DASHBOARD_SECURE_COOKIE``: mark the session cookie ``Secure`` (set it when the
+    dashboard is served over HTTPS, e.g. behind a TLS proxy)."""
     data_dir: str = ""
     """``CRM_DATA_DIR``: Faust's local data directory (empty: ``crmstream-<app id>`` under the
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
