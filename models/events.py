@@ -12,6 +12,7 @@ learning happens after the batch's profiles are written (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -19,6 +20,7 @@ import msgspec
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
 from crmstream.models.conversations import MessageScores
 from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
+from crmstream.models.history import HistoryLimits, MessageEntry, remember
 from crmstream.models.money import Currencies
 from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
@@ -30,6 +32,8 @@ Event = Purchase | ChatMessage | Feedback
 #: Forget nothing of a customer's model state (offline use and tests).
 KEEP_ALL = Retention()
 Output = TierChange | Alert
+#: The default history limits (see :class:`HistoryLimits`).
+DEFAULT_HISTORY = HistoryLimits()
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Policies:
     tiers: TierPolicy
     alerts: AlertPolicy
     currencies: Currencies
+    history: HistoryLimits = DEFAULT_HISTORY
 
 
 def apply_event(
@@ -70,7 +75,10 @@ def apply_event(
     ('silver', ['silver'], 1)
     """
     if isinstance(event, Purchase):
-        return _purchase(profile, event, offset, policies, purchase_models, retention)
+        profile, outputs = _purchase(profile, event, offset, policies, purchase_models, retention)
+        if outputs:
+            return _remember(profile, event, policies.history, None, outputs), outputs
+        return profile, outputs
     if isinstance(event, ChatMessage):
         profile = _mark(apply_chat(profile, event), CHAT, offset, retention)
         if event.sender != "customer":
@@ -80,10 +88,31 @@ def apply_event(
         profile, alerts = on_message(
             profile, event, scores.sentiment, scores.intent, policies.alerts
         )
-        return profile, list(alerts)
+        limits = policies.history
+        said = MessageEntry(
+            at=event.occurred_at,
+            event_id=event.event_id,
+            sentiment=round(scores.sentiment, 3),
+            intent=scores.intent,
+            excerpt=event.text[: limits.excerpt],
+        )
+        return _remember(profile, event, limits, said, alerts), list(alerts)
     profile = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)
     profile, alerts = on_feedback(profile, event, policies.alerts)
+    if alerts:
+        profile = _remember(profile, event, policies.history, None, alerts)
     return profile, list(alerts)
+
+
+def _remember(
+    profile: Profile,
+    event: Event,
+    limits: HistoryLimits,
+    message: MessageEntry | None,
+    outputs: Sequence[Output],
+) -> Profile:
+    history = remember(profile.history, limits, event.occurred_at, message, outputs)
+    return msgspec.structs.replace(profile, history=history)
 
 
 def _mark(profile: Profile, kind: str, offset: int, retention: Retention) -> Profile:

@@ -7,6 +7,7 @@ from datetime import datetime
 import msgspec
 
 from crmstream.models.customer_state import CustomerModelState
+from crmstream.models.history import History
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Tier, TierChange, deterministic_id
@@ -27,7 +28,8 @@ class Profile(msgspec.Struct, kw_only=True):
     k-means segment (:mod:`crmstream.models.segments`); ``last_purchase_anomaly`` how
     unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`).
     ``model_state`` is what the purchase models keep of the customer
-    (:mod:`crmstream.models.customer_state`).
+    (:mod:`crmstream.models.customer_state`). ``history`` is the customer's recent
+    messages, alerts and tier changes, bounded (:mod:`crmstream.models.history`).
     """
 
     customer_id: str
@@ -54,6 +56,7 @@ class Profile(msgspec.Struct, kw_only=True):
     segment: int | None = None
     last_purchase_anomaly: float | None = None
     model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
+    history: History = msgspec.field(default_factory=History)
 
     @property
     def clv(self) -> float:

@@ -96,6 +96,18 @@ class Settings(BaseSettings):
     anomaly_warmup: int = Field(500, ge=0)
     """``CRM_ANOMALY_WARMUP``: purchases a partition's anomaly model learns from before it
     may alert."""
+    history_messages: int = Field(20, ge=0, le=500)
+    """``CRM_HISTORY_MESSAGES``: a customer's recent messages (with sentiment and intent)
+    kept in their profile for the support page (0: none)."""
+    history_alerts: int = Field(20, ge=0, le=500)
+    """``CRM_HISTORY_ALERTS``: a customer's recent alerts kept in their profile."""
+    history_tiers: int = Field(10, ge=0, le=500)
+    """``CRM_HISTORY_TIERS``: a customer's recent tier changes kept in their profile."""
+    history_days: float = Field(90.0, gt=0, le=3650)
+    """``CRM_HISTORY_DAYS``: history entries older than this (event time, before the
+    customer's newest event) are dropped."""
+    history_excerpt: int = Field(120, ge=0, le=280)
+    """``CRM_HISTORY_EXCERPT``: characters of each message kept in the history."""
     checkpoint_interval: float = Field(10.0, gt=0, le=3600)
     """``CRM_CHECKPOINT_INTERVAL``: seconds between checkpoints of the models' shared weights
     (also written on revocation and shutdown). Kafka offsets are committed only as far as a
@@ -193,8 +205,16 @@ class Settings(BaseSettings):
     def policies(self) -> Policies:
         """The business rules events are applied with."""
         from crmstream.models.events import Policies
+        from crmstream.models.history import HistoryLimits
 
-        return Policies(self.tier_policy(), self.alert_policy(), self.currencies())
+        history = HistoryLimits(
+            messages=self.history_messages,
+            alerts=self.history_alerts,
+            tiers=self.history_tiers,
+            max_age=timedelta(days=self.history_days),
+            excerpt=self.history_excerpt,
+        )
+        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history)
 
     def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""

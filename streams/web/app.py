@@ -41,6 +41,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crmstream.models.profile import Profile
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, Severity, Tier
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
@@ -260,11 +261,17 @@ class Dashboard:
         """
         self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
-        history = getattr(profile, "history", None)
-        data = msgspec.to_builtins(history) if history is not None else {}
-        return JSONResponse({"customer_id": profile.customer_id, **data})
+        history = profile.history
+        return JSONResponse(
+            {
+                "customer_id": profile.customer_id,
+                "messages": msgspec.to_builtins(history.messages),
+                "alerts": msgspec.to_builtins(history.alerts),
+                "tiers": msgspec.to_builtins(history.tiers),
+            }
+        )
 
-    async def _profile(self, customer_id: str) -> Any:
+    async def _profile(self, customer_id: str) -> Profile:
         if not _CUSTOMER_ID.match(customer_id):
             raise ApiError(
                 422, "invalid_customer_id", "a customer id is 1 to 64 of A-Z a-z 0-9 _ . -"
@@ -444,7 +451,7 @@ _decode_tier = msgspec.json.Decoder(_TierOnly).decode
 _HIDDEN = ("model_state", "streak_event_ids", "history")
 
 
-def profile_view(profile: Any) -> dict[str, Any]:
+def profile_view(profile: Profile) -> dict[str, Any]:
     """A profile as the API shows it: its fields, ``clv``, without internal model state."""
     data = msgspec.to_builtins(profile)
     for name in _HIDDEN:

@@ -4,12 +4,14 @@ embedded broker and Redis."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 import redis
 
+from crmstream.models.history import History, MessageEntry, TierEntry
 from crmstream.models.profile import Profile
 from crmstream.streams.declare import declare_topics
 from crmstream.streams.dev.embedded import EmbeddedStack
@@ -83,7 +85,21 @@ def test_unauthenticated_requests_get_401_and_every_response_security_headers(da
 
 
 def test_customer_profile_unknown_and_malformed(dashboard, board_stack):
-    profile = Profile(customer_id="ana.lima-7", orders=3, revenue=900.0, cost=300.0, tier="gold")
+    at = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    history = History(
+        messages=[
+            MessageEntry(at=at, event_id="m1", sentiment=-0.7, intent="refund", excerpt="broken")
+        ],
+        tiers=[TierEntry(at=at, from_tier="bronze", to_tier="gold", clv=600.0)],
+    )
+    profile = Profile(
+        customer_id="ana.lima-7",
+        orders=3,
+        revenue=900.0,
+        cost=300.0,
+        tier="gold",
+        history=history,
+    )
     store_profile(board_stack.redis_url, profile)
     store = redis.Redis.from_url(board_stack.redis_url, decode_responses=True)
     with dashboard.client() as api:
@@ -92,7 +108,31 @@ def test_customer_profile_unknown_and_malformed(dashboard, board_stack):
         body = found.json()
         assert (body["customer_id"], body["tier"], body["orders"]) == ("ana.lima-7", "gold", 3)
         assert body["clv"] == 600.0
-        assert "model_state" not in body
+        assert "model_state" not in body and "history" not in body
+        recent = api.get("/api/customers/ana.lima-7/history")
+        assert recent.status_code == 200
+        assert recent.json() == {
+            "customer_id": "ana.lima-7",
+            "messages": [
+                {
+                    "at": "2026-06-01T09:00:00Z",
+                    "event_id": "m1",
+                    "sentiment": -0.7,
+                    "intent": "refund",
+                    "excerpt": "broken",
+                }
+            ],
+            "alerts": [],
+            "tiers": [
+                {
+                    "at": "2026-06-01T09:00:00Z",
+                    "from_tier": "bronze",
+                    "to_tier": "gold",
+                    "clv": 600.0,
+                }
+            ],
+        }
+        _error(api.get("/api/customers/nobody/history"), 404, "unknown_customer")
         _error(api.get("/api/customers/nobody"), 404, "unknown_customer")
         reads_before = _calls(store, "hgetall")
         for malformed in ("bad%20id", "x" * 65, "a%2Ab", "%E2%82%AC"):
