@@ -76,7 +76,9 @@ SECURITY_HEADERS = [
     ),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    # not no-referrer: with it, browsers send "Origin: null" on form posts, and the login
+    # checks the origin
+    (b"referrer-policy", b"same-origin"),
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
 ]
@@ -570,6 +572,7 @@ def create_dashboard(settings: Settings) -> Starlette:
         Route("/login", board.login_page, methods=["GET"], include_in_schema=False),
         Route("/login", board.login, methods=["POST"], include_in_schema=False),
         Route("/logout", board.logout, methods=["POST"], include_in_schema=False),
+        Route("/favicon.ico", lambda request: Response(status_code=204), include_in_schema=False),
         Route("/health", board.health),
         Route("/openapi.json", board.openapi, include_in_schema=False),
         Route("/api/session", board.session),

@@ -241,10 +241,10 @@ class AlertFeed:
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[int]:
         while True:
-            if self.topic in await consumer.topics():
-                found = consumer.partitions_for_topic(self.topic)
-            else:
-                found = None
+            # A fresh metadata request (the consumer's cached metadata only covers topics it
+            # was told of when it started; ``topics()`` does the same request).
+            cluster = await consumer._client.fetch_all_metadata()
+            found = cluster.partitions_for_topic(self.topic)
             if found:
                 return sorted(found)
             await asyncio.sleep(0.5)

@@ -143,7 +143,8 @@ const PROFILE_FIELDS = [
 function formatValue(key, value) {
   if (value === null || value === undefined) return "–";
   if (key.endsWith("_at")) return when(value);
-  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(key === "clv" || key === "revenue" ? 2 : 3);
+  if (typeof value === "number" && (key === "clv" || key === "revenue")) return value.toFixed(2);
+  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);
   return String(value);
 }
 
