@@ -282,7 +282,12 @@ def _figure(value: float | None) -> str:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.demo import run_demo
 
-    return run_demo(seconds=args.seconds, rate=args.rate, customers=args.customers)
+    return run_demo(
+        seconds=args.seconds,
+        rate=args.rate,
+        customers=args.customers,
+        dashboard_port=args.dashboard_port,
+    )
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -484,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")
     demo.add_argument("--rate", type=float, default=500, help="events per second to generate")
     demo.add_argument("--customers", type=int, default=2000, help="synthetic customers")
+    demo.add_argument(
+        "--dashboard-port", type=int, default=8080, help="dashboard port (default: 8080, or free)"
+    )
     demo.set_defaults(run=_demo)
 
     backfill = commands.add_parser(
