@@ -14,6 +14,7 @@ from crmstream.models.conversations import ConversationModels
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
+from crmstream.streams.prometheus import WorkerMetrics, expose
 from crmstream.streams.replicas import PartitionModels, Replicas
 from crmstream.streams.runtime import Runtime
 from crmstream.streams.settings import Settings
@@ -73,7 +74,11 @@ def create_app(
         policies=settings.policies(),
         replicas=Replicas(checkpoints, lambda: DueIndex(profiles.client), partition_models),
         checkpoints=checkpoints,
+        metrics=WorkerMetrics(settings.liveness_timeout),
     )
+    runtime.metrics.replicas = runtime.replicas
+    if settings.web_enabled:
+        expose(app, runtime.metrics, settings.api_token.get_secret_value())
     app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]

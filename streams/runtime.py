@@ -13,6 +13,7 @@ from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
+from crmstream.streams.prometheus import WorkerMetrics
 from crmstream.streams.replicas import Replicas
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Sink
@@ -31,6 +32,7 @@ class Runtime:
     replicas: Replicas
     checkpoints: CheckpointStore
     stages: Stages = field(default_factory=Stages)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them
@@ -56,6 +58,7 @@ class Runtime:
             )
         if written:
             log.debug("checkpointed models: %d bytes", written)
+        self.metrics.checkpointed()
         await self.commit(app)
 
     async def retire(self, app: faust.App, partitions: list[int]) -> None:

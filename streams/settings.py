@@ -117,7 +117,7 @@ class Settings(BaseSettings):
     before they are unpickled. Set it in production (any long random string, the same for
     every worker); empty means a fixed development key, with a warning at start."""
     web_enabled: bool = False
-    """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
+    """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints (``/metrics``, ``/health``)."""
     web_port: int = Field(6066, ge=1, le=65535)
     """``CRM_WEB_PORT``: port of the worker's HTTP endpoints."""
     api_token: SecretStr = SecretStr("")
@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     dashboard_secure_cookie: bool = False
     """``CRM_DASHBOARD_SECURE_COOKIE``: mark the session cookie ``Secure`` (set it when the
     dashboard is served over HTTPS, e.g. behind a TLS proxy)."""
+    liveness_timeout: float = Field(60.0, gt=0, le=3600)
+    """``CRM_LIVENESS_TIMEOUT``: a worker's ``/health`` answers 503 once it has unprocessed
+    events but has not finished a batch for this many seconds."""
     data_dir: str = ""
     """``CRM_DATA_DIR``: Faust's local data directory (empty: ``crmstream-<app id>`` under the
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
