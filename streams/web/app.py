@@ -55,6 +55,7 @@ from crmstream.streams.web.auth import (
     valid_name,
 )
 from crmstream.streams.web.feed import AlertFeed, Cursor, FeedItem
+from crmstream.streams.web.overview import Overview
 
 log = logging.getLogger(__name__)
 
@@ -128,11 +129,13 @@ class Dashboard:
         self.feed = AlertFeed(settings.bootstrap_servers, settings.dashboard_alert_buffer)
         self.acks = AckStore(settings.redis_url)
         self.profiles = ProfileStore(settings.redis_url)
+        self.overview = Overview(settings, self.profiles)
         self._follower: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.feed.start()
+        await self.overview.start()
         self._follower = asyncio.create_task(self.acks.follow(self._on_ack), name="ack-follower")
         try:
             yield
@@ -141,6 +144,7 @@ class Dashboard:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._follower
             await self.feed.stop()
+            await self.overview.stop()
             await self.acks.close()
             await self.profiles.close()
 
@@ -408,7 +412,9 @@ class Dashboard:
         summary: Counts for the overview.
         responses:
           200: {description: "customers, alerts in the last hour by kind and severity,
-                acknowledged alerts, the feed's position on crm.alerts"}
+                acknowledged alerts, the feed's position on crm.alerts, events per second
+                by input topic, dead letters of the last hour by reason, the tiers of a
+                sample of customers, and model quality from the workers' checkpoints"}
         """
         self.caller(request)
         hour_ago = datetime.now(UTC) - timedelta(hours=1)
@@ -427,6 +433,7 @@ class Dashboard:
                 "alerts_buffered": len(self.feed.buffer),
                 "alerts_acknowledged": int(acked),
                 "feed_positions": {str(p): o for p, o in sorted(self.feed.positions.items())},
+                **self.overview.snapshot(),
                 "at": time.time(),
             }
         )

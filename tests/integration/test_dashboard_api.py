@@ -13,9 +13,11 @@ import redis
 
 from crmstream.models.history import History, MessageEntry, TierEntry
 from crmstream.models.profile import Profile
+from crmstream.streams import topics
 from crmstream.streams.declare import declare_topics
 from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.settings import Settings
+from crmstream.streams.tools.publisher import Publisher
 from crmstream.streams.web.acks import ACKS_LOG_KEY
 from tests.dashboard import (
     TOKEN,
@@ -329,3 +331,32 @@ def test_second_dashboard_resumes_from_kafka_and_shares_acknowledgements(
             assert acks[many[-1].alert_id]["by"] == "api"
     finally:
         second.stop()
+
+
+def test_stats_overview_counts_rates_dead_letters_and_tiers(dashboard, bootstrap, board_stack):
+    store_profile(board_stack.redis_url, Profile(customer_id="stat-s1", tier="silver"))
+    with Publisher(bootstrap) as publisher:
+        for n in range(30):
+            publisher.send(topics.PURCHASES, b'{"anything": 1}', f"rate{n}")
+        publisher.send(
+            topics.DEADLETTER,
+            b"{not json",
+            "dl1",
+            headers=[("crm.error.code", b"invalid_json")],
+        )
+        publisher.flush()
+    with dashboard.client() as api:
+        stats = wait_until(
+            lambda: (
+                (s := api.get("/api/stats").json())
+                and s["events_per_second"].get(topics.PURCHASES, 0) > 0
+                and s["deadletters_last_hour"] == {"invalid_json": 1}
+                and s
+            ),
+            30,
+            "the overview to see the published records",
+        )
+    assert set(stats["events_per_second"]) == set(topics.INPUTS)
+    assert stats["tiers_sampled"]["tiers"].get("silver", 0) >= 1
+    assert stats["tiers_sampled"]["sample"] == stats["customers"]  # fewer than the sample size
+    assert stats["alerts_last_hour"]["by_kind"]

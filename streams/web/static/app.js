@@ -213,17 +213,20 @@ async function showCustomer(customerId) {
 
 // -- overview ------------------------------------------------------------------------------
 
-function drawBars(counts) {
-  const chart = $("stat-kinds");
+function drawBars(id, counts, order) {
+  const chart = $(id);
   chart.replaceChildren();
-  const entries = Object.entries(counts).sort((a, b) => b[1] - a[1]);
+  const entries = order ? order.filter((k) => k in counts).map((k) => [k, counts[k]]) : Object.entries(counts).sort((a, b) => b[1] - a[1]);
   const max = Math.max(1, ...entries.map((e) => e[1]));
-  entries.forEach(([kind, count], i) => {
+  const room = Number(chart.getAttribute("width")) - 150;
+  if (!entries.length) chart.appendChild(svg("text", { x: 0, y: 12 }, "none"));
+  entries.forEach(([label, count], i) => {
     const yPos = 4 + i * 14;
-    chart.appendChild(svg("text", { x: 0, y: yPos + 9 }, kind.replaceAll("_", " ")));
-    chart.appendChild(svg("rect", { x: 110, y: yPos, height: 10, width: Math.max(1, (count / max) * 260) }));
-    chart.appendChild(svg("text", { x: 115 + (count / max) * 260, y: yPos + 9 }, count));
+    chart.appendChild(svg("text", { x: 0, y: yPos + 9 }, label.replaceAll("_", " ")));
+    chart.appendChild(svg("rect", { x: 110, y: yPos, height: 10, width: Math.max(1, (count / max) * room) }));
+    chart.appendChild(svg("text", { x: 115 + (count / max) * room, y: yPos + 9 }, count));
   });
+  chart.setAttribute("height", Math.max(20, 8 + entries.length * 14));
 }
 
 async function refreshStats() {
@@ -233,7 +236,17 @@ async function refreshStats() {
     const byKind = stats.alerts_last_hour.by_kind;
     $("stat-alerts-hour").textContent = Object.values(byKind).reduce((a, b) => a + b, 0);
     $("stat-acked").textContent = stats.alerts_acknowledged;
-    drawBars(byKind);
+    drawBars("stat-kinds", byKind);
+    drawBars("stat-tiers", stats.tiers_sampled.tiers, ["bronze", "silver", "gold", "platinum"]);
+    drawBars("stat-deadletters", stats.deadletters_last_hour);
+    const rates = stats.events_per_second || {};
+    const total = Object.values(rates).reduce((a, b) => a + b, 0);
+    $("stat-rate").textContent = Object.keys(rates).length ? Math.round(total) : "–";
+    $("stat-rate-topics").textContent = "events/s " + Object.entries(rates).map(([t, r]) => `${t.replace("crm.", "")} ${Math.round(r)}`).join(" · ");
+    const models = stats.models || {};
+    const aucs = Object.values(models.propensity_auc || {}).filter((v) => typeof v === "number");
+    $("stat-auc").textContent = aucs.length ? (aucs.reduce((a, b) => a + b, 0) / aucs.length).toFixed(3) : "–";
+    $("stat-models").textContent = `propensity AUC · sentiment learned ${models.sentiment_ratings_learned ?? 0} ratings`;
   } catch (error) { /* shown again at the next refresh */ }
 }
 
