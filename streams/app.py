@@ -90,6 +90,13 @@ def create_app(
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
         runtime.replicas.assigned({tp.partition for tp in assigned})
+        runtime.metrics.write_progress(assigned)
+
+    if settings.web_enabled:
+
+        @app.timer(0.5)
+        async def write_progress() -> None:
+            runtime.metrics.write_progress()
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     async def final_checkpoint(sender: object, **kwargs: object) -> None:

@@ -10,7 +10,10 @@ With ``CRM_WEB_ENABLED=true`` each worker serves, on its Faust web server:
   ``Authorization: Bearer <token>``.
 * ``GET /health`` (no authentication): 200 while the worker makes progress; 503 once it
   has lag (unprocessed events on its input partitions) but has not finished a batch for
-  ``CRM_LIVENESS_TIMEOUT`` seconds, so an orchestrator can restart it.
+  ``CRM_LIVENESS_TIMEOUT`` seconds, so an orchestrator can restart it. On
+  ``CRM_WEB_PORT`` this is answered by the worker's sidecar (:mod:`crmstream.streams.liveness`),
+  which also sees a worker frozen as a whole; the worker's own web server, on an internal
+  port behind the sidecar, answers it from inside.
 
 Counting costs a few dictionary updates per batch and one per event; everything else is
 computed when Prometheus scrapes.
@@ -22,6 +25,7 @@ import hmac
 import time
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from crmstream.streams import topics
+from crmstream.streams.liveness import write_state
 from crmstream.streams.sink import Output
 
 
@@ -109,6 +114,9 @@ class WorkerMetrics:
         self.last_checkpoint: float | None = None
         self.app: Any = None
         self.replicas: Any = None
+        #: Where the progress is written for the /health sidecar (see streams/liveness.py).
+        self.state_path: Path | None = None
+        self._progress_dirty = False
         self.registry.register(_Computed(self))
 
     def batch(
@@ -136,6 +144,21 @@ class WorkerMetrics:
                 self.tier_changes.labels(_decode_tier(output.value).to_tier).inc()
         self.batch_seconds.observe(seconds)
         self.last_batch = time.monotonic()
+        self._progress_dirty = True
+
+    def write_progress(self, assigned: Iterable[Any] | None = None) -> None:
+        """Write the processed offsets for the ``/health`` sidecar, if it runs and they
+        changed (called on a timer, and when partitions are assigned)."""
+        if self.state_path is None or (assigned is None and not self._progress_dirty):
+            return
+        if assigned is None:
+            try:
+                assigned = self.app.consumer.assignment()
+            except Exception:  # the consumer is not running
+                return
+        inputs = sorted((tp.topic, tp.partition) for tp in assigned if tp.topic in topics.INPUTS)
+        write_state(self.state_path, inputs, self.positions)
+        self._progress_dirty = False
 
     def checkpointed(self) -> None:
         """Note that the models were checkpointed now."""

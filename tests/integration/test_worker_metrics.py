@@ -1,5 +1,6 @@
 """A real worker's ``/metrics`` (parsed by prometheus_client's parser, counters against what
-was published) and ``/health`` (503 while it has lag but cannot progress, 200 again after)."""
+was published) and ``/health`` (503 while it has lag but cannot progress, because Redis
+hangs or because the worker is frozen with SIGSTOP; 200 again after)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 from datetime import UTC, datetime
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,9 +61,12 @@ def test_metrics_count_what_was_published_and_health_follows_progress(stack, sta
         "liveness_timeout": "3",
         "api_token": TOKEN,
     }
-    with start_worker(**settings), Publisher(bootstrap) as publisher:
+    with start_worker(**settings) as worker, Publisher(bootstrap) as publisher:
         wait_until(lambda: health(url) == 200, 60, "the worker's /health")
-        assert httpx.get(url + "/metrics").status_code == 401  # the token is required
+        # the token is required (503 until the worker's own web server is up)
+        wait_until(
+            lambda: httpx.get(url + "/metrics").status_code == 401, 60, "the worker's /metrics"
+        )
         for n in range(20):
             publisher.publish(topics.PURCHASES, purchase(n, f"m{n}"))
         for n in range(2):
@@ -128,3 +133,25 @@ def test_metrics_count_what_was_published_and_health_follows_progress(stack, sta
             60,
             "the worker to catch up",
         )
+
+        # The worker frozen as a whole: its sidecar answers /health for it.
+        os.kill(worker.process.pid, signal.SIGSTOP)
+        try:
+            for n in range(70, 120):
+                publisher.publish(topics.PURCHASES, purchase(n, f"m{n}"))
+                if n % 10 == 9:
+                    publisher.flush()
+            wait_until(lambda: health(url) == 503, 60, "/health to report the frozen worker")
+            frozen = httpx.get(url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert frozen.status_code == 503  # a frozen worker's metrics cannot be had
+        finally:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        wait_until(lambda: health(url) == 200, 90, "/health after SIGCONT")
+        wait_until(
+            lambda: value(samples(url), "crm_events_total", topic=topics.PURCHASES) == 122,
+            90,
+            "the worker to catch up after SIGCONT",
+        )
+        sidecar = [c for c in psutil.Process(worker.process.pid).children() if c.is_running()]
+    assert len(sidecar) == 1
+    sidecar[0].wait(10)  # the sidecar ends with its worker
