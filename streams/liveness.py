@@ -160,7 +160,7 @@ class Sidecar:
                 self._consumer = None
             time.sleep(CHECK_SECONDS)
 
-    def serve(self, port: int) -> None:
+    def serve(self, host: str, port: int) -> None:
         sidecar = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -208,11 +208,12 @@ class Sidecar:
                 pass  # no access log
 
         threading.Thread(target=self.watch, name="liveness", daemon=True).start()
-        ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        ThreadingHTTPServer((host, port), Handler).serve_forever()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="a worker's /health sidecar")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", type=int, required=True)
     parser.add_argument("--state", required=True)
@@ -224,7 +225,7 @@ def main() -> None:
     sidecar = Sidecar(
         Path(args.state), args.bootstrap.split(","), args.group, args.timeout, args.upstream
     )
-    sidecar.serve(args.port)
+    sidecar.serve(args.host, args.port)
 
 
 if __name__ == "__main__":

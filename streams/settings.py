@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints (``/metrics``, ``/health``)."""
     web_port: int = Field(6066, ge=1, le=65535)
     """``CRM_WEB_PORT``: port of the worker's HTTP endpoints."""
+    web_host: str = "127.0.0.1"
+    """``CRM_WEB_HOST``: address of the worker's HTTP endpoints (``0.0.0.0`` in a container
+    that Prometheus scrapes from outside)."""
     api_token: SecretStr = SecretStr("")
     """``CRM_API_TOKEN``: bearer token of the dashboard's JSON API and password of its login
     form (any long random string; ``crmstream dashboard`` refuses to start without one)."""

@@ -439,6 +439,8 @@ def run_worker(settings: Settings) -> int:
                 sys.executable,
                 "-m",
                 "crmstream.streams.liveness",
+                "--host",
+                settings.web_host,
                 "--port",
                 str(public_port),
                 "--upstream",
