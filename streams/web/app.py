@@ -369,6 +369,10 @@ class Dashboard:
         except ValueError as exc:
             raise ApiError(422, "invalid_cursor", str(exc)) from None
         backlog = _integer(request.query_params, "backlog", 100, 0, 1000)
+        try:  # before the feed knows its partitions, a cursor cannot be resumed exactly
+            await asyncio.wait_for(self.feed.ready.wait(), 10.0)
+        except TimeoutError:
+            raise ApiError(503, "feed_unavailable", "crm.alerts cannot be read yet") from None
         subscription, items, gaps, start = self.feed.subscribe(cursor, backlog)
 
         async def events() -> AsyncIterator[str]:
