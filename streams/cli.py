@@ -65,13 +65,17 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.web.server import run_dashboard
 
+    if not _port_free(args.port, args.host):
+        raise ConfigurationError(f"port {args.port} (--port) is already in use on {args.host}")
+    return run_dashboard(settings, args.host, args.port)
+
+
+def _api_token_set(settings: Settings) -> None:
+    """``CRM_API_TOKEN`` is set (raises :class:`ConfigurationError` otherwise)."""
     if not settings.api_token.get_secret_value():
         raise ConfigurationError(
             "CRM_API_TOKEN must be set: the dashboard's API token and login password"
         )
-    if not _port_free(args.port, args.host):
-        raise ConfigurationError(f"port {args.port} (--port) is already in use on {args.host}")
-    return run_dashboard(settings, args.host, args.port)
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
@@ -432,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
     dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
-    dashboard.set_defaults(run=_dashboard, needs=(_redis_answers, _broker_answers))
+    dashboard.set_defaults(run=_dashboard, needs=(_api_token_set, _redis_answers, _broker_answers))
 
     health = commands.add_parser(
         "health",
