@@ -107,7 +107,7 @@ def _start_dashboard(
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     """Start ``crmstream dashboard`` with a one-time token; return it, its URL and token."""
     token = env.get("CRM_API_TOKEN") or secrets.token_urlsafe(18)
-    if not _port_free(port):
+    if not port or not _port_free(port):
         port = free_port()
     with open(logdir / "dashboard.log", "wb") as log:
         process = subprocess.Popen(

@@ -95,7 +95,7 @@ class Overview:
                 await self._refresh_ends(consumer)
                 await self._read_deadletters(consumer)
                 await self._sample_tiers()
-                if rounds % MODELS_EVERY == 0:
+                if rounds % MODELS_EVERY == 0 or not self.models.get("anomaly_rate"):
                     await self._read_models()
                 rounds += 1
             except asyncio.CancelledError:
