@@ -565,13 +565,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail))
 
 
+def _route(request: Request) -> str:
+    """The route's template (``/api/customers/{customer_id}``): logs name no customer."""
+    route = request.scope.get("route")
+    return getattr(route, "path", "?")
+
+
 async def _redis_error(request: Request, exc: Exception) -> Response:
-    log.warning("dashboard: Redis error on %s: %s", request.url.path, type(exc).__name__)
+    log.warning("dashboard: Redis error on %s: %s", _route(request), type(exc).__name__)
     return error_response(503, "redis_unavailable", "the profile store does not answer")
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("dashboard: error on %s", request.url.path, exc_info=exc)
+    log.exception("dashboard: error on %s", _route(request), exc_info=exc)
     return error_response(500, "internal_error", "the server failed; see its log")
 
 
