@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench chaos contracts clean
+.PHONY: demo test lint bench chaos contracts clean browser
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
@@ -21,8 +21,21 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/crmstream demo --seconds $(DEMO_SECONDS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser test (tests/browser) drives Debian's chromium through Playwright's
+# executable_path: Playwright's own browser download cannot work offline. Installed with
+# apt when run as root; otherwise the test is skipped with a hint (and fails under CI=true).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser test (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is not installed: the browser test will be skipped (as root: apt-get install chromium)"; \
+	  fi; \
+	}
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas models streams agents tests bench

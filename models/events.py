@@ -12,6 +12,7 @@ learning happens after the batch's profiles are written (see
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -20,6 +21,7 @@ from crmstream.models import traits
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
 from crmstream.models.conversations import MessageScores
 from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
+from crmstream.models.history import HistoryLimits, MessageEntry, remember
 from crmstream.models.money import Currencies
 from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
@@ -32,6 +34,8 @@ Event = Purchase | ChatMessage | Feedback
 #: Forget nothing of a customer's model state (offline use and tests).
 KEEP_ALL = Retention()
 Output = TierChange | Alert | Trigger | AudienceChange
+#: The default history limits (see :class:`HistoryLimits`).
+DEFAULT_HISTORY = HistoryLimits()
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Policies:
     alerts: AlertPolicy
     currencies: Currencies
     rules: RuleSet | None = None
+    history: HistoryLimits = DEFAULT_HISTORY
 
 
 def apply_event(
@@ -77,6 +82,7 @@ def apply_event(
         after, outputs, view = _purchase(
             profile, event, offset, policies, purchase_models, retention
         )
+        said = None
     elif isinstance(event, ChatMessage):
         after = _mark(apply_chat(profile, event), CHAT, offset, retention)
         if event.sender != "customer":
@@ -90,6 +96,13 @@ def apply_event(
         )
         outputs = list(alerts)
         view = event_view(event, sentiment=scores.sentiment, intent=scores.intent)
+        said = MessageEntry(
+            at=event.occurred_at,
+            event_id=event.event_id,
+            sentiment=round(scores.sentiment, 3),
+            intent=scores.intent,
+            excerpt=event.text[: policies.history.excerpt],
+        )
     else:
         after = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)
         after, alerts = on_feedback(after, event, policies.alerts)
@@ -99,10 +112,24 @@ def apply_event(
         )
         outputs = list(alerts)
         view = None
+        said = None
+    if said is not None or outputs:  # the customer's history: messages, alerts, tiers
+        after = _remember(after, event, policies.history, said, outputs)
     if policies.rules is not None:
         after, triggers = fire(policies.rules, profile, after, event, view)
         outputs.extend(triggers)
     return after, outputs
+
+
+def _remember(
+    profile: Profile,
+    event: Event,
+    limits: HistoryLimits,
+    message: MessageEntry | None,
+    outputs: Sequence[Output],
+) -> Profile:
+    history = remember(profile.history, limits, event.occurred_at, message, outputs)
+    return msgspec.structs.replace(profile, history=history)
 
 
 def _mark(profile: Profile, kind: str, offset: int, retention: Retention) -> Profile:

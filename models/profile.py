@@ -7,6 +7,7 @@ from datetime import datetime
 import msgspec
 
 from crmstream.models.customer_state import CustomerModelState
+from crmstream.models.history import History
 from crmstream.models.tiers import TierPolicy
 from crmstream.models.traits import DayActivity
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
@@ -36,6 +37,8 @@ class Profile(msgspec.Struct, kw_only=True):
     (:mod:`crmstream.models.rules`), and ``audiences`` the audiences they are in. All are
     written with the profile, by the same compare-and-set, so a redelivered event never
     fires a rule or changes an audience twice.
+    ``history`` is the customer's recent messages, alerts and tier changes, bounded
+    (:mod:`crmstream.models.history`).
     """
 
     customer_id: str
@@ -65,6 +68,7 @@ class Profile(msgspec.Struct, kw_only=True):
     activity: list[DayActivity] = msgspec.field(default_factory=list)
     rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)
     audiences: list[str] = msgspec.field(default_factory=list)
+    history: History = msgspec.field(default_factory=History)
 
     @property
     def clv(self) -> float:

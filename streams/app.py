@@ -17,6 +17,7 @@ from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
+from crmstream.streams.prometheus import WorkerMetrics, expose
 from crmstream.streams.replicas import PartitionModels, Replicas
 from crmstream.streams.rules import RulesWatcher
 from crmstream.streams.runtime import Runtime
@@ -100,7 +101,11 @@ def create_app(
         checkpoints=checkpoints,
         rules=rules,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        metrics=WorkerMetrics(settings.liveness_timeout),
     )
+    runtime.metrics.replicas = runtime.replicas
+    if settings.web_enabled:
+        expose(app, runtime.metrics, settings.api_token.get_secret_value())
     app.transport = transport_for(app, settings.fetch_max_wait, runtime.ceiling)
 
     @app.on_partitions_revoked.connect  # type: ignore[misc]
@@ -113,6 +118,13 @@ def create_app(
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
         runtime.replicas.assigned({tp.partition for tp in assigned})
         log.info("assigned: %s", describe_assignment(assigned))
+        runtime.metrics.write_progress(assigned)
+
+    if settings.web_enabled:
+
+        @app.timer(0.5)
+        async def write_progress() -> None:
+            runtime.metrics.write_progress()
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     async def final_checkpoint(sender: object, **kwargs: object) -> None:

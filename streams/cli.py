@@ -50,11 +50,11 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
@@ -71,6 +71,22 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.worker import run_worker
 
     return run_worker(settings)
+
+
+def _dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.web.server import run_dashboard
+
+    if not _port_free(args.port, args.host):
+        raise ConfigurationError(f"port {args.port} (--port) is already in use on {args.host}")
+    return run_dashboard(settings, args.host, args.port)
+
+
+def _api_token_set(settings: Settings) -> None:
+    """``CRM_API_TOKEN`` is set (raises :class:`ConfigurationError` otherwise)."""
+    if not settings.api_token.get_secret_value():
+        raise ConfigurationError(
+            "CRM_API_TOKEN must be set: the dashboard's API token and login password"
+        )
 
 
 def _health(args: argparse.Namespace, settings: Settings) -> int:
@@ -299,7 +315,12 @@ def _figure(value: float | None) -> str:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.demo import run_demo
 
-    return run_demo(seconds=args.seconds, rate=args.rate, customers=args.customers)
+    return run_demo(
+        seconds=args.seconds,
+        rate=args.rate,
+        customers=args.customers,
+        dashboard_port=args.dashboard_port,
+    )
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -436,6 +457,18 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run a Faust worker configured by CRM_* variables")
     worker.set_defaults(run=_worker, needs=(_redis_answers, _broker_answers))
 
+    dashboard = commands.add_parser(
+        "dashboard",
+        help="the support dashboard and JSON API (needs CRM_API_TOKEN)",
+        description="Serves the live alert page and the JSON API (/api/..., /openapi.json, "
+        "/health). It reads crm.alerts from Kafka and profiles from Redis; run as many as "
+        "you like beside the workers. CRM_API_TOKEN is the API's bearer token and the login "
+        "form's password.",
+    )
+    dashboard.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    dashboard.set_defaults(run=_dashboard, needs=(_api_token_set, _redis_answers, _broker_answers))
+
     health = commands.add_parser(
         "health",
         help="the workers' heartbeats; exit 0 if one is ok and none unhealthy",
@@ -491,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")
     demo.add_argument("--rate", type=float, default=500, help="events per second to generate")
     demo.add_argument("--customers", type=int, default=2000, help="synthetic customers")
+    demo.add_argument(
+        "--dashboard-port", type=int, default=8080, help="dashboard port (default: 8080, or free)"
+    )
     demo.set_defaults(run=_demo)
 
     backfill = commands.add_parser(

@@ -148,6 +148,7 @@ def score_messages(
 
 async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     """Apply a batch of input messages (any mix of the input topics); see the module."""
+    began = time.perf_counter()
     stages = runtime.stages
     with stages.timed("decode"):
         deliveries, rejected = decode_batch(runtime, messages)
@@ -197,6 +198,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     learned = await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
     replicas.passed(messages)
     stages.events += len(messages)
+    runtime.metrics.batch(messages, rejected, result.outputs, time.perf_counter() - began)
     return BatchSummary(
         received=len(messages),
         applied=result.applied,

@@ -14,6 +14,7 @@ from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
+from crmstream.streams.prometheus import WorkerMetrics
 from crmstream.streams.replicas import Replicas
 from crmstream.streams.rules import RULES_STATUS_PREFIX, RulesWatcher
 from crmstream.streams.settings import Settings
@@ -35,6 +36,7 @@ class Runtime:
     stages: Stages = field(default_factory=Stages)
     rules: RulesWatcher | None = None
     worker_id: str = ""
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them
@@ -60,6 +62,7 @@ class Runtime:
             )
         if written:
             log.debug("checkpointed models: %d bytes", written)
+        self.metrics.checkpointed()
         await self.commit(app)
 
     async def retire(self, app: faust.App, partitions: list[int]) -> None:

@@ -97,6 +97,18 @@ class Settings(BaseSettings):
     anomaly_warmup: int = Field(500, ge=0)
     """``CRM_ANOMALY_WARMUP``: purchases a partition's anomaly model learns from before it
     may alert."""
+    history_messages: int = Field(20, ge=0, le=500)
+    """``CRM_HISTORY_MESSAGES``: a customer's recent messages (with sentiment and intent)
+    kept in their profile for the support page (0: none)."""
+    history_alerts: int = Field(20, ge=0, le=500)
+    """``CRM_HISTORY_ALERTS``: a customer's recent alerts kept in their profile."""
+    history_tiers: int = Field(10, ge=0, le=500)
+    """``CRM_HISTORY_TIERS``: a customer's recent tier changes kept in their profile."""
+    history_days: float = Field(90.0, gt=0, le=3650)
+    """``CRM_HISTORY_DAYS``: history entries older than this (event time, before the
+    customer's newest event) are dropped."""
+    history_excerpt: int = Field(120, ge=0, le=280)
+    """``CRM_HISTORY_EXCERPT``: characters of each message kept in the history."""
     checkpoint_interval: float = Field(10.0, gt=0, le=3600)
     """``CRM_CHECKPOINT_INTERVAL``: seconds between checkpoints of the models' shared weights
     (also written on revocation and shutdown). Kafka offsets are committed only as far as a
@@ -106,9 +118,26 @@ class Settings(BaseSettings):
     before they are unpickled. Set it in production (any long random string, the same for
     every worker); empty means a fixed development key, with a warning at start."""
     web_enabled: bool = False
-    """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints."""
+    """``CRM_WEB_ENABLED``: serve the worker's HTTP endpoints (``/metrics``, ``/health``)."""
     web_port: int = Field(6066, ge=1, le=65535)
     """``CRM_WEB_PORT``: port of the worker's HTTP endpoints."""
+    web_host: str = "127.0.0.1"
+    """``CRM_WEB_HOST``: address of the worker's HTTP endpoints (``0.0.0.0`` in a container
+    that Prometheus scrapes from outside)."""
+    api_token: SecretStr = SecretStr("")
+    """``CRM_API_TOKEN``: bearer token of the dashboard's JSON API and password of its login
+    form (any long random string; ``crmstream dashboard`` refuses to start without one)."""
+    dashboard_alert_buffer: int = Field(20000, ge=100, le=1_000_000)
+    """``CRM_DASHBOARD_ALERT_BUFFER``: recent alerts a dashboard keeps in memory (read from
+    ``crm.alerts``) for the feed, reconnects and ``GET /api/alerts``."""
+    dashboard_session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    """``CRM_DASHBOARD_SESSION_HOURS``: how long a dashboard login lasts."""
+    dashboard_secure_cookie: bool = False
+    """``CRM_DASHBOARD_SECURE_COOKIE``: mark the session cookie ``Secure`` (set it when the
+    dashboard is served over HTTPS, e.g. behind a TLS proxy)."""
+    liveness_timeout: float = Field(60.0, gt=0, le=3600)
+    """``CRM_LIVENESS_TIMEOUT``: a worker's ``/health`` answers 503 once it has unprocessed
+    events but has not finished a batch for this many seconds."""
     data_dir: str = ""
     """``CRM_DATA_DIR``: Faust's local data directory (empty: ``crmstream-<app id>`` under the
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
@@ -189,8 +218,16 @@ class Settings(BaseSettings):
     def policies(self) -> Policies:
         """The business rules events are applied with."""
         from crmstream.models.events import Policies
+        from crmstream.models.history import HistoryLimits
 
-        return Policies(self.tier_policy(), self.alert_policy(), self.currencies())
+        history = HistoryLimits(
+            messages=self.history_messages,
+            alerts=self.history_alerts,
+            tiers=self.history_tiers,
+            max_age=timedelta(days=self.history_days),
+            excerpt=self.history_excerpt,
+        )
+        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history)
 
     def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""

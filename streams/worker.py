@@ -22,12 +22,16 @@ import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -438,9 +442,48 @@ def run_worker(settings: Settings) -> int:
     """Run a worker in this process until it stops; return its exit code."""
     from crmstream.streams.app import create_app
 
-    app, _ = create_app(settings)
+    sidecar = None
+    if settings.web_enabled:
+        # The sidecar answers /health on CRM_WEB_PORT even when this process is frozen and
+        # passes the rest to the worker's own web server, on an internal port.
+        from crmstream.streams.liveness import end_with_parent, internal_port
+
+        public_port = settings.web_port
+        settings = settings.model_copy(update={"web_port": internal_port()})
+        progress = Path(tempfile.mkdtemp(prefix="crmstream-progress-")) / "progress.json"
+        sidecar = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "crmstream.streams.liveness",
+                "--host",
+                settings.web_host,
+                "--port",
+                str(public_port),
+                "--upstream",
+                str(settings.web_port),
+                "--state",
+                str(progress),
+                "--bootstrap",
+                ",".join(settings.bootstrap_servers),
+                "--group",
+                settings.app_id,
+                "--timeout",
+                str(settings.liveness_timeout),
+            ],
+            stdin=subprocess.DEVNULL,
+            preexec_fn=end_with_parent,
+        )
+    app, runtime = create_app(settings)
+    if sidecar is not None:
+        runtime.metrics.state_path = progress
     try:
         Worker(app, settings).execute_from_commandline()
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        if sidecar is not None:
+            sidecar.terminate()
+            sidecar.wait(5)
+            shutil.rmtree(progress.parent, ignore_errors=True)
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +20,7 @@ import redis
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
 from crmstream.streams import topics
-from crmstream.streams.dev.embedded import EmbeddedStack, die_with_parent
+from crmstream.streams.dev.embedded import EmbeddedStack, die_with_parent, free_port
 from crmstream.streams.dev.traffic import SyntheticShop
 from crmstream.streams.profiles import CUSTOMERS_KEY
 from crmstream.streams.tools.publisher import Publisher
@@ -100,7 +102,38 @@ def _processed(admin: KafkaAdminClient, group: str) -> int:
     return sum(m.offset for tp, m in offsets.items() if tp.topic in topics.INPUTS and m.offset > 0)
 
 
-def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> int:
+def _start_dashboard(
+    env: dict[str, str], port: int, logdir: Path
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Start ``crmstream dashboard`` with a one-time token; return it, its URL and token."""
+    token = env.get("CRM_API_TOKEN") or secrets.token_urlsafe(18)
+    if not port or not _port_free(port):
+        port = free_port()
+    with open(logdir / "dashboard.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crmstream.streams.cli", "dashboard", "--port", str(port)],
+            env={**env, "CRM_API_TOKEN": token},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    return process, f"http://127.0.0.1:{port}/", token
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def run_demo(
+    seconds: float = 0, rate: float = 500, customers: int = 2000, dashboard_port: int = 8080
+) -> int:
     """Run the demo for ``seconds`` (0: until Ctrl-C) and print the final summary."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -128,6 +161,12 @@ def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> in
                 preexec_fn=die_with_parent,
             )
         print(f"demo: worker pid {worker.pid}, log {worker_log}", flush=True)
+        board, board_url, token = _start_dashboard(env, dashboard_port, logdir)
+        print(
+            f"demo: dashboard {board_url} (log in with any name and the token {token}; "
+            f"API: Authorization: Bearer {token})",
+            flush=True,
+        )
         generator = _Generator(bootstrap, rate, customers)
         counter = _OutputCounter(bootstrap)
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -192,6 +231,12 @@ def run_demo(seconds: float = 0, rate: float = 500, customers: int = 2000) -> in
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+            board.send_signal(signal.SIGTERM)
+            try:
+                board.wait(10)
+            except subprocess.TimeoutExpired:
+                board.kill()
+                board.wait()
             counter.stopped.set()
             counter.join(5)
             admin.close()

@@ -4,6 +4,7 @@ exit code 2, one line on stderr naming the problem, never a traceback."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -91,3 +92,19 @@ def test_listing_dead_letters_without_a_broker():
 def test_a_stack_on_a_port_in_use(stack):
     line = reason(crmstream("stack", "--redis-port", str(stack.redis_port), env={}))
     assert f"port {stack.redis_port} (--redis-port) is already in use" in line
+
+
+def test_a_dashboard_without_a_token():
+    line = reason(crmstream("dashboard", env={}))
+    assert "CRM_API_TOKEN must be set" in line
+
+
+def test_a_dashboard_on_a_port_in_use(stack):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = crmstream(
+            "dashboard", "--port", str(port), env={**stack.env(), "CRM_API_TOKEN": "t" * 20}
+        )
+    assert f"port {port} (--port) is already in use" in reason(result)

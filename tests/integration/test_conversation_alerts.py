@@ -126,3 +126,15 @@ def test_scripted_conversation_raises_exactly_the_expected_alerts(stack, start_w
     assert final.last_intent == "cancel"
     assert (final.feedback, final.last_rating, final.last_nps) == (1, 1, 2)
     assert set(final.last_alerts) == set(by_kind)
+
+    # The support page's history of the customer, written with the profile.
+    customer_ids = [f"eve-chat-{n}" for n, (s, _, _) in enumerate(SCRIPT) if s == "customer"]
+    history = final.history
+    assert [m.event_id for m in history.messages] == customer_ids
+    assert [m.sentiment for m in history.messages] == [round(s, 3) for s in customer_scores]
+    assert history.messages[-1].intent == "cancel"
+    assert history.messages[1].excerpt == SCRIPT[2][1]
+    assert sorted((a.alert_id, a.kind) for a in history.alerts) == sorted(
+        (a.alert_id, a.kind) for a in decoded
+    )
+    assert [(t.from_tier, t.to_tier, t.clv) for t in history.tiers] == [("bronze", "gold", 600.0)]

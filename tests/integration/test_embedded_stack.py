@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import socket
 import subprocess
 import sys
 
+import httpx
 import psutil
 import pytest
 import redis
@@ -72,12 +74,24 @@ def test_demo_runs_for_a_while_then_summarises_and_cleans_up():
     )
     children: dict[int, psutil.Process] = {}
     lines = []
+    dashboard = None
+    dashboard_answered = False
     for line in process.stdout:
         lines.append(line.rstrip())
         for child in psutil.Process(process.pid).children(recursive=True):
             children[child.pid] = child
+        found = re.match(r"demo: dashboard (http://\S+) \(.* the token (\S+);", line)
+        dashboard = dashboard or (found and found.groups())
+        if dashboard and not dashboard_answered and "processed" in line:
+            url, token = dashboard
+            with contextlib.suppress(httpx.HTTPError):
+                stats = httpx.get(
+                    url + "api/stats", headers={"Authorization": f"Bearer {token}"}, timeout=5
+                )
+                dashboard_answered = stats.status_code == 200 and "customers" in stats.json()
     assert process.wait(60) == 0, "\n".join(lines[-20:])
-    assert len(children) >= 3, "expected a broker, a store and a worker"
+    assert len(children) >= 4, "expected a broker, a store, a worker and a dashboard"
+    assert dashboard_answered, "the demo's dashboard did not answer with its token"
     final = re.fullmatch(
         r"demo: (\d+) events, (\d+) customers, (\d+) tier changes, (\d+) alerts, "
         r"(\d+) dead-lettered",

@@ -305,3 +305,20 @@ def test_dockerignore_keeps_secrets_out_and_the_package_in() -> None:
         assert not _dockerignored(path, patterns), f".dockerignore excludes {path}"
     for path in (".git", ".env", ".venv"):
         assert _dockerignored(path, patterns), f".dockerignore lets {path} in"
+
+
+def test_the_dashboard_is_configured_by_settings_and_published_on_loopback_only(
+    services: dict[str, dict[str, Any]], worker_env: dict[str, str]
+) -> None:
+    dashboard = services["dashboard"]
+    assert dashboard["command"][0] == "dashboard"
+    env = _environment(dashboard)
+    known = {f"CRM_{field.upper()}" for field in Settings.model_fields}
+    assert set(env) <= known, sorted(set(env) - known)
+    settings = Settings(**{name[4:].lower(): value for name, value in env.items()})
+    assert settings.api_token.get_secret_value()
+    # the same broker, Redis and partitions as the workers
+    for name in ("CRM_KAFKA_URL", "CRM_REDIS_URL", "CRM_PARTITIONS", "CRM_CHECKPOINT_SECRET"):
+        assert env[name] == worker_env[name], name
+    assert all(str(port).startswith("127.0.0.1:") for port in dashboard["ports"])
+    assert worker_env["CRM_WEB_ENABLED"] == "true"

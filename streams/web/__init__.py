@@ -1,0 +1,1 @@
+"""The support dashboard and its JSON API (ASGI)."""

@@ -1,0 +1,4 @@
+"use strict";
+if (new URLSearchParams(window.location.search).has("failed")) {
+  document.getElementById("login-error").hidden = false;
+}
