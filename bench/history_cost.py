@@ -44,7 +44,7 @@ def messages(n: int) -> list[ChatMessage]:
 
 
 def fold_cost(limits: HistoryLimits, events: list[ChatMessage]) -> tuple[float, Profile]:
-    rules = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}), limits)
+    rules = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}), history=limits)
     models = PurchaseModels.create()
     scores = MessageScores(sentiment=0.2, intent="refund")
     # As after a checkpoint: the customer's chat marks are forgotten, so only the fold counts.

@@ -227,7 +227,7 @@ class Settings(BaseSettings):
             max_age=timedelta(days=self.history_days),
             excerpt=self.history_excerpt,
         )
-        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history)
+        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history=history)
 
     def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""

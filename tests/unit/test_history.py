@@ -18,7 +18,9 @@ T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
 
 def policies(**limits) -> Policies:
-    return Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}), HistoryLimits(**limits))
+    return Policies(
+        TierPolicy(), AlertPolicy(), Currencies("USD", {}), history=HistoryLimits(**limits)
+    )
 
 
 def said(n: int, at: datetime, sender: str = "customer") -> ChatMessage:
