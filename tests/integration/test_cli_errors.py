@@ -41,7 +41,7 @@ def reason(result: subprocess.CompletedProcess[str]) -> str:
 def test_a_redis_url_that_is_not_redis():
     result = crmstream("profile", "alice", env={"CRM_REDIS_URL": "http://127.0.0.1:6379/0"})
     line = reason(result)
-    assert "CRM_REDIS_URL" in line and "redis://, rediss:// or unix://" in line
+    assert "CRM_REDIS_URL" in line and "redis://, rediss://, unix:// or, for a cluster" in line
 
 
 def test_a_database_the_server_does_not_have(stack):
