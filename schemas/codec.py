@@ -34,7 +34,8 @@ class InvalidEvent(ValueError):
     code : str
         Machine-readable reason: ``too_large``, ``too_deep``, ``invalid_utf8``, ``invalid_json``,
         ``schema_violation``, ``unknown_schema_version`` or ``bad_customer_id`` from
-        decoding; the processing stage adds its own (e.g. ``unsupported_currency``).
+        decoding; the processing stage adds its own (``tombstone``, ``key_mismatch``,
+        ``unsupported_currency``).
     path : str
         JSON path of the offending field (``$`` for the whole record).
     message : str

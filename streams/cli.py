@@ -138,7 +138,13 @@ def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
         else:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(message.timestamp / 1000))
             source = record.source
-            value = record.value if record.value is not None else f"base64:{record.value_base64}"
+            value = (
+                record.value
+                if record.value is not None
+                else f"base64:{record.value_base64}"
+                if record.value_base64 is not None
+                else "(no value)"
+            )
             print(
                 f"{at}  {record.deadletter_partition}:{record.deadletter_offset}  "
                 f"{source.topic}[{source.partition}]@{source.offset}  {record.reason.code} "
