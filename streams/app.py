@@ -11,6 +11,7 @@ import faust
 from faust.types import TP
 
 from crmstream.models.conversations import ConversationModels
+from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
@@ -85,6 +86,8 @@ def create_app(
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
         runtime.replicas.assigned({tp.partition for tp in assigned})
+        inputs = sorted({tp.partition for tp in assigned if tp.topic in topics.INPUTS})
+        log.info("ready: %d partitions assigned %s", len(inputs), inputs)
 
     @app.on_before_shutdown.connect  # type: ignore[misc]
     async def final_checkpoint(sender: object, **kwargs: object) -> None:
