@@ -23,9 +23,10 @@ import msgspec
 #: Customer ids become part of Redis keys, so they are restricted to a safe alphabet.
 CUSTOMER_ID_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
 #: Timestamps: RFC 3339 ``date-time`` as JSON Schema's ``format`` reads it, narrowed to
-#: what a Python ``datetime`` holds (no ``:60``). Day-of-month is checked by the format.
+#: what a Python ``datetime`` holds (no year 0000, no ``:60``). Day-of-month is checked by
+#: the format.
 TIMESTAMP_PATTERN = (
-    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
+    "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
     ":[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 
