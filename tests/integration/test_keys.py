@@ -92,6 +92,12 @@ def test_keys_and_partitions(stack, start_worker):
         assert listing.returncode == 0, listing.stderr
         assert "tombstone at $" in listing.stdout
         assert "(no value)" in listing.stdout and "base64:None" not in listing.stdout
+        # Replayed, a key_mismatch dead letter is keyed by its customer_id, and applied.
+        replay = run_cli(stack, "deadletter", "replay", "--reason", "key_mismatch")
+        assert replay.returncode == 0, replay.stderr
+        assert "replayed 2 dead letters" in replay.stdout
+        wait_until(lambda: orders(stack.redis_url, "alice") == 3, 60, "alice's replayed orders")
+        assert len(list(dead_letters(bootstrap))) == 3
         assert worker.stop() == 0
     log = worker.log()
     warnings = [line for line in log.splitlines() if "holds key 'carol'" in line]
