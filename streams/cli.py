@@ -317,6 +317,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         event_order,
         load_cdnow,
         load_csv,
+        newest_published,
         parse_mapping,
         to_purchases,
     )
@@ -338,6 +339,15 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.limit:
         frame = event_order(frame).head(args.limit)
+    newest = newest_published(settings.bootstrap_servers)
+    if newest is not None and len(frame) and frame["occurred_at"].min() < newest:
+        print(
+            f"crmstream: warning: crm.purchases already holds purchases up to "
+            f"{newest.isoformat()} and this history starts at "
+            f"{frame['occurred_at'].min().isoformat()}: the workers apply it after them, so "
+            "the models learn it out of time order (see the README, Backfilling history)",
+            file=sys.stderr,
+        )
     with Publisher(settings.bootstrap_servers) as publisher:
         published = backfill(
             publisher, to_purchases(frame, source), len(frame), progress=not args.no_progress
