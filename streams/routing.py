@@ -17,6 +17,9 @@ are applied in order, by one worker, and taught to one partition's models.
   counted (metric ``misrouted:<topic>`` in ``crm:metrics:counts``) and a warning is
   logged at most once a minute per topic and partition, with the number held back, so
   the producer can be fixed (``partitioner=murmur2_random`` for librdkafka clients).
+
+Partitions are counted by ``CRM_PARTITIONS``, which the worker declares topics with (and
+checks at start: a topic with another count is logged as an error).
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ class Routing:
         log.warning(
             "%s[%d] holds key %r, which murmur2 puts on partition %d of %d: its producer "
             "does not use Kafka's default partitioner (librdkafka clients: set "
-            "partitioner=murmur2_random); applied anyway%s",
+            "partitioner=murmur2_random), or the topic does not have CRM_PARTITIONS "
+            "partitions; applied anyway%s",
             topic,
             partition,
             key.decode("utf-8", "replace"),
