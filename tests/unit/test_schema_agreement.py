@@ -161,7 +161,11 @@ def test_format_checking_is_on():
 
 
 @pytest.mark.parametrize("record_type", INPUTS, ids=lambda t: t.__name__)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(data=st.data())
 def test_valid_per_schema_is_accepted_by_the_decoder(record_type, data):
     instance = data.draw(INSTANCES[record_type], label="instance")
@@ -172,7 +176,7 @@ def test_valid_per_schema_is_accepted_by_the_decoder(record_type, data):
 
 @pytest.mark.parametrize("record_type", INPUTS, ids=lambda t: t.__name__)
 @settings(
-    max_examples=400,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
