@@ -52,3 +52,16 @@ def test_the_readme_try_it_by_hand_block_works_as_written(tmp_path):
     assert (profile["customer_id"], profile["orders"], profile["revenue"]) == ("alice", 1, 240.0)
     assert (tmp_path / "crm.env").read_text().startswith("CRM_KAFKA_URL=kafka://127.0.0.1:")
     assert "ready: 2 partitions assigned" in (tmp_path / "worker.log").read_text()
+
+
+def test_health_wait_gives_up_when_no_worker_gets_ready(stack):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "crmstream.streams.cli", "health", "--wait", "1"],
+        env={**clean, **stack.env()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    assert "no worker of crmstream (CRM_APP_ID) has written a heartbeat" in result.stdout
