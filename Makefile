@@ -10,12 +10,15 @@ PYTEST_ARGS ?=
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
-$(STAMP): pyproject.toml Makefile
+# The Node example's packages (Ajv) are installed too when npm is there: its test needs them.
+$(STAMP): pyproject.toml Makefile examples/node/package-lock.json
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps 'lifetimes>=0.11.3'
+	@if command -v npm >/dev/null; then npm ci --prefix examples/node --no-audit --no-fund --silent; \
+	else echo "npm not found: tests/integration/test_node_example.py will fail (Debian: apt-get install nodejs npm)"; fi
 	@touch $(STAMP)
 
 demo: $(STAMP)

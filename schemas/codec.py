@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
+from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, TIMESTAMP_PATTERN, InputEvent
 
 T = TypeVar("T")
 
@@ -21,8 +21,18 @@ _TOKEN = re.compile(rb'[\[\]{}"\\]')
 _OPEN, _CLOSE, _QUOTE, _BACKSLASH = b"[{", b"]}", ord('"'), ord("\\")
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN.rstrip("$"))
+_TIMESTAMP = re.compile(TIMESTAMP_PATTERN.removeprefix("^").removesuffix("$"))
 _PATH = re.compile(r" - at `(?P<path>\$[^`]*)`$")
 _decoders: dict[type, msgspec.json.Decoder[Any]] = {}
+
+
+class _OccurredAt(msgspec.Struct):
+    """Only the timestamp's text: msgspec's datetime parser is laxer than RFC 3339."""
+
+    occurred_at: str = ""
+
+
+_occurred_at = msgspec.json.Decoder(_OccurredAt)
 _encoder = msgspec.json.Encoder()
 
 
@@ -34,7 +44,8 @@ class InvalidEvent(ValueError):
     code : str
         Machine-readable reason: ``too_large``, ``too_deep``, ``invalid_utf8``, ``invalid_json``,
         ``schema_violation``, ``unknown_schema_version`` or ``bad_customer_id`` from
-        decoding; the processing stage adds its own (e.g. ``unsupported_currency``).
+        decoding; the processing stage adds its own (``tombstone``, ``key_mismatch``,
+        ``unsupported_currency``).
     path : str
         JSON path of the offending field (``$`` for the whole record).
     message : str
@@ -75,6 +86,13 @@ def decode(raw: bytes, type_: type[T]) -> T:
     ... except InvalidEvent as exc:
     ...     print(exc.code, exc.path)
     schema_violation $.amount
+
+    As in JSON Schema, an integral float is an integer:
+
+    >>> from crmstream.schemas import Feedback
+    >>> decode(b'{"event_id": "f1", "customer_id": "c1", '
+    ...        b'"occurred_at": "2026-01-02T03:04:05Z", "rating": 5.0}', Feedback).rating
+    5
     """
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise InvalidEvent("too_large", f"payload is {len(raw)} bytes, limit {MAX_PAYLOAD_BYTES}")
@@ -93,15 +111,46 @@ def decode(raw: bytes, type_: type[T]) -> T:
     except UnicodeDecodeError as exc:
         raise InvalidEvent("invalid_utf8", f"payload is not valid UTF-8: {exc.reason}") from None
     except msgspec.ValidationError as exc:
-        raise _classify(str(exc)) from None
+        text = str(exc)
+        if not (text.startswith("Expected `int") and "got `float`" in text):
+            raise _classify(text) from None
+        record = _decode_integral_floats(raw, type_)
     except msgspec.DecodeError as exc:
         raise InvalidEvent("invalid_json", str(exc)) from None
+    if isinstance(record, InputEvent) and not _TIMESTAMP.fullmatch(
+        _occurred_at.decode(raw).occurred_at
+    ):
+        raise InvalidEvent(
+            "schema_violation",
+            "Expected an RFC 3339 date-time with `T`, seconds and an offset "
+            "(`Z` or `+hh:mm`), e.g. 2026-05-01T10:00:00Z",
+            "$.occurred_at",
+        )
     customer_id = getattr(record, "customer_id", None)
     if customer_id is not None and not _CUSTOMER_ID.fullmatch(customer_id):
         raise InvalidEvent(
             "bad_customer_id", f"customer_id must match {CUSTOMER_ID_PATTERN}", "$.customer_id"
         )
     return record
+
+
+def _decode_integral_floats(raw: bytes, type_: type[T]) -> T:
+    """Decode ``raw`` again with every integral float (``5.0``, ``1e2``) read as an integer,
+    as JSON Schema reads them; only records that failed on such a float come here."""
+    try:
+        return msgspec.convert(_integral(msgspec.json.decode(raw)), type_)
+    except msgspec.ValidationError as exc:
+        raise _classify(str(exc)) from None
+
+
+def _integral(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
 
 
 def nesting_depth(raw: bytes) -> int:

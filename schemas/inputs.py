@@ -4,6 +4,13 @@ Field names here are a public contract: publishers in any language depend on the
 input event carries ``event_id``, ``customer_id``, ``occurred_at`` and an optional
 ``schema_version`` (1, the only version so far; any other is rejected). Unknown fields are
 ignored, so publishers may add their own.
+
+The generated JSON Schemas say exactly what the decoder accepts (a property test holds
+them to it, with format checking on): integer fields are ``"type": "integer"`` and, as in
+JSON Schema, ``5.0`` is the integer 5; timestamps are RFC 3339 ``date-time`` with a
+``T``, seconds, and an offset written ``Z`` or ``±hh:mm`` (no leap second ``:60``); and
+patterns hold in every regex engine, including those whose ``$`` also matches before a
+final newline (a ``not`` clause rules out any other character).
 """
 
 from __future__ import annotations
@@ -15,6 +22,20 @@ import msgspec
 
 #: Customer ids become part of Redis keys, so they are restricted to a safe alphabet.
 CUSTOMER_ID_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
+#: Timestamps: RFC 3339 ``date-time`` as JSON Schema's ``format`` reads it, narrowed to
+#: what a Python ``datetime`` holds (no year 0000, no ``:60``). Day-of-month is checked by
+#: the format.
+TIMESTAMP_PATTERN = (
+    "^([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
+    ":[0-5][0-9]([.][0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+
+
+def _only(characters: str) -> dict[str, object]:
+    """A JSON Schema clause that rules out any character but ``characters`` (a regex
+    class body): it closes the trailing-newline loophole of ``$`` in Python and Java."""
+    return {"not": {"pattern": f"[^{characters}]"}}
+
 
 #: Money above this is treated as a data error rather than a purchase.
 MAX_MONEY = 1e9
@@ -22,9 +43,20 @@ MAX_MONEY = 1e9
 #: Longest chat message or feedback text, in characters.
 MAX_TEXT = 4000
 
-CustomerId = Annotated[str, msgspec.Meta(pattern=CUSTOMER_ID_PATTERN, min_length=1, max_length=64)]
+CustomerId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=CUSTOMER_ID_PATTERN,
+        min_length=1,
+        max_length=64,
+        extra_json_schema=_only("A-Za-z0-9_.-"),
+    ),
+]
 EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
+Timestamp = Annotated[
+    datetime,
+    msgspec.Meta(tz=True, extra_json_schema={"pattern": TIMESTAMP_PATTERN, **_only("0-9Tt:.Zz+-")}),
+]
 Money = Annotated[float, msgspec.Meta(ge=0, le=MAX_MONEY)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$", min_length=3, max_length=3)]
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]

@@ -119,6 +119,8 @@ def create_app(
         runtime.replicas.assigned({tp.partition for tp in assigned})
         log.info("assigned: %s", describe_assignment(assigned))
         runtime.metrics.write_progress(assigned)
+        inputs = sorted({tp.partition for tp in assigned if tp.topic in topics.INPUTS})
+        log.info("ready: %d partitions assigned %s", len(inputs), inputs)
 
     if settings.web_enabled:
 

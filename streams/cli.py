@@ -29,24 +29,43 @@ from crmstream.streams.settings import Settings
 #: ``evaluate sentiment --order`` choices; the same as ``streams.evaluation.sentiment.ORDERS``
 #: (not imported here: that module loads River, and the CLI answers without it).
 SENTIMENT_ORDERS = ("given", "shuffled", "sorted", "runs", "skewed")
+#: Ports ``crmstream stack`` takes when they are free: Kafka's and Redis's own.
+STANDARD_PORTS = {"--kafka-port": 9092, "--redis-port": 6379}
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.dev.embedded import EmbeddedStack, EmbeddedStackError
 
-    for option, port in (("--kafka-port", args.kafka_port), ("--redis-port", args.redis_port)):
-        if port and not _port_free(port):
+    ports = {"--kafka-port": args.kafka_port, "--redis-port": args.redis_port}
+    for option, port in ports.items():
+        if port is None:
+            ports[option] = standard_port(STANDARD_PORTS[option])
+        elif port and not _port_free(port):
             raise ConfigurationError(f"port {port} ({option}) is already in use")
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     try:
-        with EmbeddedStack(kafka_port=args.kafka_port, redis_port=args.redis_port) as stack:
-            for name, value in stack.env().items():
-                print(f"{name}={value}", flush=True)
+        with EmbeddedStack(
+            kafka_port=ports["--kafka-port"], redis_port=ports["--redis-port"]
+        ) as stack:
+            variables = stack.env()
+            if args.env_file:
+                with open(args.env_file, "w") as out:
+                    out.writelines(f"{name}={value}\n" for name, value in variables.items())
+            for name, value in variables.items():
+                print(f"export {name}={value}", flush=True)
             stopped.wait()
     except EmbeddedStackError as exc:
         raise ConfigurationError(str(exc)) from None
+    return 0
+
+
+def standard_port(port: int) -> int:
+    """``port`` if nothing listens on it, else 0 (any free port)."""
+    if _port_free(port):
+        return port
+    print(f"crmstream: port {port} is in use; taking a free one", file=sys.stderr)
     return 0
 
 
@@ -95,6 +114,11 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
 
     workers = read_heartbeats(settings.redis_url, settings.app_id)
     code = verdict(workers)
+    deadline = time.monotonic() + args.wait
+    while code != 0 and time.monotonic() < deadline:  # --wait: until a worker is ready
+        time.sleep(0.25)
+        workers = read_heartbeats(settings.redis_url, settings.app_id)
+        code = verdict(workers)
     rules = read_rules_status(settings.redis_url, (w.worker_id for w in workers))
     if args.json:
         report = {
@@ -147,8 +171,14 @@ def _ago(seconds: float) -> str:
 
 
 def _publish(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams import topics
     from crmstream.streams.tools.publisher import Publisher
 
+    if args.topic not in topics.INPUTS and not args.any_topic:
+        raise ConfigurationError(
+            f"{args.topic} is not a crmstream input topic ({', '.join(topics.INPUTS)}); "
+            "pass --any-topic to publish JSON objects to it anyway"
+        )
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
     with source, Publisher(settings.bootstrap_servers) as publisher:
         report = publisher.send_lines(args.topic, source)
@@ -176,7 +206,13 @@ def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
         else:
             at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(message.timestamp / 1000))
             source = record.source
-            value = record.value if record.value is not None else f"base64:{record.value_base64}"
+            value = (
+                record.value
+                if record.value is not None
+                else f"base64:{record.value_base64}"
+                if record.value_base64 is not None
+                else "(no value)"
+            )
             print(
                 f"{at}  {record.deadletter_partition}:{record.deadletter_offset}  "
                 f"{source.topic}[{source.partition}]@{source.offset}  {record.reason.code} "
@@ -330,6 +366,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         event_order,
         load_cdnow,
         load_csv,
+        newest_published,
         parse_mapping,
         to_purchases,
     )
@@ -351,6 +388,15 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.limit:
         frame = event_order(frame).head(args.limit)
+    newest = newest_published(settings.bootstrap_servers)
+    if newest is not None and len(frame) and frame["occurred_at"].min() < newest:
+        print(
+            f"crmstream: warning: crm.purchases already holds purchases up to "
+            f"{newest.isoformat()} and this history starts at "
+            f"{frame['occurred_at'].min().isoformat()}: the workers apply it after them, so "
+            "the models learn it out of time order (see the README, Backfilling history)",
+            file=sys.stderr,
+        )
     with Publisher(settings.bootstrap_servers) as publisher:
         published = backfill(
             publisher, to_purchases(frame, source), len(frame), progress=not args.no_progress
@@ -450,8 +496,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stack = commands.add_parser("stack", help="run the embedded broker and Redis in the foreground")
-    stack.add_argument("--kafka-port", type=int, default=0, help="broker port (default: free)")
-    stack.add_argument("--redis-port", type=int, default=0, help="Redis port (default: free)")
+    stack.add_argument(
+        "--kafka-port", type=int, help="broker port (default: 9092 if free; 0: any free one)"
+    )
+    stack.add_argument(
+        "--redis-port", type=int, help="Redis port (default: 6379 if free; 0: any free one)"
+    )
+    stack.add_argument(
+        "--env-file", metavar="FILE", help="also write the CRM_* variables to FILE (dotenv)"
+    )
     stack.set_defaults(run=_stack)
 
     worker = commands.add_parser("worker", help="run a Faust worker configured by CRM_* variables")
@@ -478,11 +531,21 @@ def build_parser() -> argparse.ArgumentParser:
         "none is unhealthy, 1 otherwise, 2 if Redis cannot be reached.",
     )
     health.add_argument("--json", action="store_true", help="print one JSON object")
+    health.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to SECONDS for a worker to be ok (scripts: start a worker, then wait)",
+    )
     health.set_defaults(run=_health, needs=(_redis_answers,))
 
     publish = commands.add_parser("publish", help="publish JSON lines to a topic")
     publish.add_argument("topic", help="e.g. crm.purchases")
     publish.add_argument("file", help="file of JSON lines, or - for standard input")
+    publish.add_argument(
+        "--any-topic", action="store_true", help="allow a topic that is not a crmstream input"
+    )
     publish.set_defaults(run=_publish, needs=(_broker_answers,))
 
     deadletter = commands.add_parser("deadletter", help="list or replay dead-lettered records")

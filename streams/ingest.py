@@ -69,8 +69,25 @@ class BatchSummary(msgspec.Struct, frozen=True):
 
 
 def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
-    """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`."""
-    record = decode(message.value or b"", topics.INPUT_TYPES[message.topic])
+    """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`.
+
+    Its key must be its ``customer_id`` (``key_mismatch`` otherwise); a key that another
+    partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`).
+    """
+    value = message.value
+    if value is None:
+        raise InvalidEvent("tombstone", "a record without a value (tombstone) is no event")
+    record = decode(value, topics.INPUT_TYPES[message.topic])
+    key = message.key
+    if key != record.customer_id.encode():
+        raise InvalidEvent(
+            "key_mismatch",
+            "the record has no key; key it by its customer_id"
+            if key is None
+            else f"key {key[:80].decode('utf-8', 'replace')!r} is not the customer_id",
+            "$.customer_id",
+        )
+    runtime.routing.misrouted(message.topic, message.partition, key)
     if isinstance(record, Purchase):
         try:
             runtime.policies.currencies.to_base(0.0, record.currency)

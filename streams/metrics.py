@@ -4,6 +4,8 @@ Every stage of a batch (decode, Redis, sentiment, intent, purchase models, check
 produce) adds the CPU time of the worker's main thread it took; :meth:`Stages.flush`
 adds the totals to the Redis hash ``crm:metrics:stages`` (fields: the stage names in
 microseconds, and ``events``), summed over every worker of the deployment.
+Event counters (e.g. ``misrouted:<topic>``, see :mod:`crmstream.streams.routing`) are
+added the same way to ``crm:metrics:counts`` by :func:`flush_counts`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from contextlib import contextmanager
 import redis.asyncio as aioredis
 
 STAGES_KEY = "crm:metrics:stages"
+COUNTS_KEY = "crm:metrics:counts"
 STAGES = ("decode", "redis", "sentiment", "intent", "purchase_models", "checkpoint", "produce")
 
 
@@ -63,3 +66,19 @@ class Stages:
             self.totals.update(totals)
             self.events += events
             raise
+
+
+async def flush_counts(client: aioredis.Redis, counts: Counter[str]) -> None:
+    """Add ``counts`` to ``crm:metrics:counts`` and clear them (kept if Redis fails)."""
+    if not counts:
+        return
+    taken = dict(counts)
+    counts.clear()
+    pipe = client.pipeline(transaction=False)
+    for name, count in taken.items():
+        pipe.hincrby(COUNTS_KEY, name, count)
+    try:
+        await pipe.execute()
+    except BaseException:
+        counts.update(taken)
+        raise

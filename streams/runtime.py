@@ -12,10 +12,11 @@ from faust.types import TP
 from crmstream.models.events import Policies
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
-from crmstream.streams.metrics import Stages
+from crmstream.streams.metrics import Stages, flush_counts
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
 from crmstream.streams.prometheus import WorkerMetrics
 from crmstream.streams.replicas import Replicas
+from crmstream.streams.routing import Routing
 from crmstream.streams.rules import RULES_STATUS_PREFIX, RulesWatcher
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Sink
@@ -37,6 +38,10 @@ class Runtime:
     rules: RulesWatcher | None = None
     worker_id: str = ""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    routing: Routing = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.routing = Routing(self.settings.partitions)
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them
@@ -108,8 +113,10 @@ class Runtime:
         return new is not None
 
     async def flush_metrics(self) -> None:
-        """Add the stage timings to ``crm:metrics:stages`` (skipped while Redis is away)."""
+        """Add the stage timings to ``crm:metrics:stages`` and the event counters to
+        ``crm:metrics:counts`` (skipped while Redis is away)."""
         try:
             await self.stages.flush(self.profiles.client)
+            await flush_counts(self.profiles.client, self.routing.counts)
         except UNAVAILABLE as exc:
             log.debug("stage metrics not flushed (%s)", exc)

@@ -203,7 +203,7 @@ def run_demo(
                 per_second = (window[-1][1] - window[0][1]) / (window[-1][0] - window[0][0])
                 print(
                     f"demo: {now - started:5.0f}s  published {totals.published}  "
-                    f"processed {totals.processed} ({per_second:.0f}/s)  "
+                    f"checkpointed {totals.processed} ({per_second:.0f}/s)  "
                     f"customers {totals.customers}  tier changes {totals.tier_changes}  "
                     f"alerts {totals.alerts}  dead-lettered {totals.deadlettered}",
                     flush=True,

@@ -17,14 +17,16 @@ import hashlib
 import importlib.util
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pandas as pd
 
-from crmstream.schemas import Purchase
+from crmstream.schemas import InvalidEvent, Purchase, decode
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, MAX_MONEY
 from crmstream.streams import topics
+from crmstream.streams.tools.topicreader import read_topic
 
 #: Where the CDNOW file lives inside the ``lifetimes`` distribution.
 CDNOW_RESOURCE = ("datasets", "CDNOW_master.txt")
@@ -281,3 +283,28 @@ def backfill(
         publisher.flush()
         bar.update(task, completed=sent)
     return sent
+
+
+def newest_published(bootstrap: list[str], tail: int = 50) -> datetime | None:
+    """The latest ``occurred_at`` among the last ``tail`` records of each partition of
+    ``crm.purchases`` (None when it is empty): what the workers have already seen, give or
+    take, so that a backfill of older history can say it comes too late."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        partitions = consumer.partitions_for_topic(topics.PURCHASES) or set()
+        ends = consumer.end_offsets([TopicPartition(topics.PURCHASES, p) for p in partitions])
+    finally:
+        consumer.close()
+    start = {tp.partition: max(end - tail, 0) for tp, end in ends.items() if end > 0}
+    if not start:
+        return None
+    newest: datetime | None = None
+    for record in read_topic(bootstrap, topics.PURCHASES, start=start, idle=0.3):
+        try:
+            at = decode(record.value or b"", Purchase).occurred_at
+        except InvalidEvent:
+            continue
+        newest = at if newest is None or at > newest else newest
+    return newest

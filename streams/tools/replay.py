@@ -137,6 +137,26 @@ def _check_source(record: DeadLetterRecord) -> None:
         raise ValueError(f"came from {record.source.topic!r}, not an input topic")
 
 
+def replay_key(value: bytes | None, key: str | None) -> str | None:
+    """The key a record is replayed with: the ``customer_id`` of its value, which is the
+    key the worker requires (so ``key_mismatch`` dead letters replay keyed right), or the
+    original key when the value has none.
+
+    Examples
+    --------
+    >>> replay_key(b'{"customer_id": "alice", "amount": 1}', "bob")
+    'alice'
+    >>> replay_key(b'not json', "bob"), replay_key(b'[1]', None)
+    ('bob', None)
+    """
+    try:
+        decoded = msgspec.json.decode(value) if value else None
+    except msgspec.DecodeError:
+        return key
+    customer_id = decoded.get("customer_id") if isinstance(decoded, dict) else None
+    return customer_id if isinstance(customer_id, str) else key
+
+
 def _replay_one(publisher: Publisher, record: DeadLetterRecord, value: bytes | None) -> None:
     try:
         _check_source(record)
@@ -146,7 +166,7 @@ def _replay_one(publisher: Publisher, record: DeadLetterRecord, value: bytes | N
     publisher.send(
         record.source.topic,
         value or b"",
-        record.key,
+        replay_key(value, record.key),
         headers=[(REPLAY_HEADER, marker.encode())],
     )
 
@@ -175,8 +195,8 @@ def replay_pending(
         with Publisher(bootstrap) as publisher:
             for message, record in dead_letters(bootstrap, start=start):
                 reached[TopicPartition(message.topic, message.partition)] = message.offset + 1
-                if wanted and record.reason.code not in wanted:
-                    report.skipped += 1
+                if (wanted and record.reason.code not in wanted) or message.value is None:
+                    report.skipped += 1  # tombstones have nothing to replay
                     continue
                 _replay_one(publisher, record, message.value)
                 report.replayed += 1

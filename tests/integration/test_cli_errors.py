@@ -12,6 +12,7 @@ import time
 import pytest
 
 from crmstream.streams.dev.embedded import free_port
+from tests.helpers import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +109,17 @@ def test_a_dashboard_on_a_port_in_use(stack):
             "dashboard", "--port", str(port), env={**stack.env(), "CRM_API_TOKEN": "t" * 20}
         )
     assert f"port {port} (--port) is already in use" in reason(result)
+
+
+def test_publish_refuses_a_topic_that_is_not_an_input(stack, tmp_path):
+    source = tmp_path / "one.jsonl"
+    source.write_text('{"customer_id": "alice", "note": 1}\n')
+    line = reason(crmstream("publish", "crm.nope", str(source), env=stack.env()))
+    assert "crm.nope is not a crmstream input topic" in line
+    assert "--any-topic" in line
+    sent = crmstream("publish", "crm.nope", str(source), "--any-topic", env=stack.env())
+    assert sent.returncode == 0, sent.stderr
+    assert "published 1 events to crm.nope (0 refused)" in sent.stdout
+    bootstrap = [stack.kafka_url.removeprefix("kafka://")]
+    (record,) = read_topic(bootstrap, "crm.nope")
+    assert record.key == b"alice"

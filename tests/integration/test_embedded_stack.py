@@ -15,7 +15,7 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
-from crmstream.streams.dev.embedded import EmbeddedStack
+from crmstream.streams.dev.embedded import EmbeddedStack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,37 @@ def test_stack_context_manager_serves_and_frees_ports():
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_stack_command_prints_urls_and_stops_cleanly_on_signal(signum):
-    process = subprocess.Popen([*CLI, "stack"], stdout=subprocess.PIPE, text=True)
+def test_stack_command_prints_urls_and_stops_cleanly_on_signal(signum, tmp_path):
+    env_file = tmp_path / "crm.env"
+    process = subprocess.Popen(
+        [*CLI, "stack", "--kafka-port", "0", "--env-file", str(env_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         kafka_line = process.stdout.readline().strip()
         redis_line = process.stdout.readline().strip()
-        kafka = re.fullmatch(r"CRM_KAFKA_URL=kafka://127\.0\.0\.1:(\d+)", kafka_line)
-        store = re.fullmatch(r"CRM_REDIS_URL=redis://127\.0\.0\.1:(\d+)/0", redis_line)
+        kafka = re.fullmatch(r"export CRM_KAFKA_URL=kafka://127\.0\.0\.1:(\d+)", kafka_line)
+        store = re.fullmatch(r"export CRM_REDIS_URL=redis://127\.0\.0\.1:(\d+)/0", redis_line)
         assert kafka and store, (kafka_line, redis_line)
         ports = int(kafka[1]), int(store[1])
         assert all(accepts(port) for port in ports)
+        # The lines are what a shell evaluates, and the file what dotenv readers load.
+        shell = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'eval "{kafka_line}; {redis_line}"; echo $CRM_KAFKA_URL $CRM_REDIS_URL',
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        urls = [line.removeprefix("export ").split("=", 1)[1] for line in (kafka_line, redis_line)]
+        assert shell.stdout.split() == urls
+        assert env_file.read_text() == "".join(
+            line.removeprefix("export ") + "\n" for line in (kafka_line, redis_line)
+        )
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) == 2
         process.send_signal(signum)
@@ -102,3 +123,14 @@ def test_demo_runs_for_a_while_then_summarises_and_cleans_up():
     assert events > 1000 and customers > 100, lines[-1]
     assert tier_changes > 0 and alerts > 0 and deadlettered > 0, lines[-1]
     assert not any(c.is_running() and c.status() != "zombie" for c in children.values())
+
+
+def test_stack_takes_the_standard_port_only_when_it_is_free():
+    from crmstream.streams.cli import standard_port
+
+    free = free_port()
+    assert standard_port(free) == free
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert standard_port(busy.getsockname()[1]) == 0

@@ -271,7 +271,8 @@ def test_feedback_without_rating_or_nps_is_a_schema_violation(changes):
         ({"rating": -1}, "$.rating"),
         ({"rating": "5"}, "$.rating"),
         ({"rating": 4.5}, "$.rating"),
-        ({"rating": 4.0}, "$.rating"),
+        ({"rating": 6.0}, "$.rating"),
+        ({"rating": 4.0, "nps": 10.5}, "$.nps"),
         ({"rating": True}, "$.rating"),
         ({"nps": -1}, "$.nps"),
         ({"nps": 11}, "$.nps"),
@@ -307,6 +308,11 @@ def test_feedback_schema_violation_reports_the_json_path(changes, path):
         "2026-13-02T03:04:05Z",
         "2026-02-30T03:04:05Z",
         "2026-01-02T03:04:05+24:00",
+        "2026-01-02 03:04:05Z",  # RFC 3339 wants a `T`
+        "2026-01-02T03:04:05+0100",
+        "2026-01-02T03:04:60Z",
+        "2026-02-30T03:04:05Z",
+        "2026-01-02T03:04:05Z\n",
         1767323045,
         1767323045.5,
         None,
@@ -346,7 +352,7 @@ def test_non_finite_and_absurd_numbers_are_schema_violations(type_, field, liter
 
 
 @pytest.mark.parametrize("type_", INPUT_TYPES, ids=type_id)
-@pytest.mark.parametrize("version", [2, 0, -1, "1", 1.0, None])
+@pytest.mark.parametrize("version", [2, 0, -1, "1", 1.5, 2.0, True, None])
 def test_unknown_schema_version(type_, version):
     error = rejection(payload(type_, schema_version=version), type_)
     assert (error.code, error.path) == ("unknown_schema_version", "$.schema_version")
