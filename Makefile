@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench chaos contracts clean browser
+.PHONY: demo test lint bench chaos contracts clean system
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
 # The Node example's packages (Ajv) are installed too when npm is there: its test needs them.
-$(STAMP): pyproject.toml Makefile examples/node/package-lock.json
+$(STAMP): pyproject.toml Makefile examples/node/package-lock.json | system
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -24,21 +24,26 @@ $(STAMP): pyproject.toml Makefile examples/node/package-lock.json
 demo: $(STAMP)
 	$(BIN)/crmstream demo --seconds $(DEMO_SECONDS)
 
-test: $(STAMP) browser
+test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The browser test (tests/browser) drives Debian's chromium through Playwright's
-# executable_path: Playwright's own browser download cannot work offline. Installed with
-# apt when run as root; otherwise the test is skipped with a hint (and fails under CI=true).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages some tests need: chromium for the browser test (tests/browser, driven by
+# Playwright's executable_path: Playwright's own browser download cannot work offline) and
+# Node with npm for the Ajv example (examples/node). Installed with apt when run as root;
+# otherwise the make goes on and says what is missing (the browser test then skips with a
+# hint, and fails under CI=true).
+system:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing chromium for the browser test (apt-get)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing$$missing for the tests (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "chromium is not installed: the browser test will be skipped (as root: apt-get install chromium)"; \
+	    echo "not installed:$$missing (as root: apt-get install$$missing)"; \
 	  fi; \
-	}
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check schemas models streams agents tests bench
