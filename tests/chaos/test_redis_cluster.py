@@ -99,6 +99,7 @@ class ClusterStack:
         self.restarts += 1
 
 
+@pytest.mark.chaos
 def test_c3_workers_on_a_cluster_with_a_master_restarted(stack, tmp_path):
     events, customers, restarts = (20_000, 1000, 3) if full_runs() else (1500, 150, 1)
     with EmbeddedCluster() as cluster:
