@@ -103,7 +103,7 @@ def test_demo_runs_for_a_while_then_summarises_and_cleans_up():
             children[child.pid] = child
         found = re.match(r"demo: dashboard (http://\S+) \(.* the token (\S+);", line)
         dashboard = dashboard or (found and found.groups())
-        if dashboard and not dashboard_answered and "processed" in line:
+        if dashboard and not dashboard_answered and "checkpointed" in line:
             url, token = dashboard
             with contextlib.suppress(httpx.HTTPError):
                 stats = httpx.get(
