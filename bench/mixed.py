@@ -123,6 +123,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--soak-load",
+        type=float,
+        default=0.8,
+        help="soak rate as a share of the measured one-worker maximum (0.8)",
+    )
+    parser.add_argument(
         "--budget-minutes",
         type=float,
         default=15.0,
@@ -247,11 +253,12 @@ class Bench:
     def soak_on(
         self, stack: BenchStack, running: Workers, workload: MixedWorkload
     ) -> dict[str, Any] | None:
-        """Steady 80% load on the warm worker: RSS at the start and the end, latency, lag."""
+        """Steady load (``--soak-load`` of the maximum, 80%) on the warm worker: RSS at the
+        start and the end, latency, lag."""
         seconds = self.soak_seconds()
         if seconds < 5:
             return None
-        rate = LOADS[-1] * self.crmstream_rate()
+        rate = self.args.soak_load * self.crmstream_rate()
         say = self.say
         rss_warm = running.rss_mb()[0]
         say(f"soak: RSS {rss_warm:.0f} MB after warm-up; {seconds / 60:.1f} min at {rate:,.0f}/s")
@@ -293,6 +300,7 @@ class Bench:
             "minutes": seconds / 60,
             "minutes_planned": self.args.soak_minutes,
             "rate": rate,
+            "load": self.args.soak_load,
             "events": sent.events,
             "rss_warm_mb": rss_warm,
             "rss_end_mb": rss_end,

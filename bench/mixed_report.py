@@ -147,7 +147,10 @@ def table(results: dict[str, Any]) -> Table:
         out.add_row("soak: worker RSS MB after warm-up → end", "n/a", "", "")
     else:
         out.add_row(
-            f"soak: {soak['minutes']:.1f} min at 80% load, events/s", number(soak["rate"]), "", ""
+            f"soak: {soak['minutes']:.1f} min at {soak.get('load', 0.8):.0%} load, events/s",
+            number(soak["rate"]),
+            "",
+            "",
         )
         out.add_row(
             "  worker RSS MB after warm-up → end",

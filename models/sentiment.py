@@ -160,6 +160,15 @@ def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
     )
 
 
+#: Where a kept text's classifier input is cached (never pickled: see ``__getstate__``).
+_VECTOR = "_vector"
+
+
+def _plain(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Kept texts without their cached vectors (what a checkpoint holds)."""
+    return [{k: v for k, v in features.items() if k != _VECTOR} for features in kept]
+
+
 #: Number of steps from 0 (VADER alone) to ``max_weight`` among which the evidence chooses.
 WEIGHT_STEPS = 4
 
@@ -405,13 +414,29 @@ class SentimentModel:
         held = min(len(self._holdout[False]), len(self._holdout[True]))
         return held >= self.min_evidence and self._trained[False] > 0 and self._trained[True] > 0
 
+    def _vector(self, features: dict[str, Any]) -> dict[Any, float]:
+        """The classifier's input for a kept text: the pipeline's transformers applied
+        once and cached with the text (they keep no state, so the vector never changes;
+        held-out and replayed texts are used again and again)."""
+        vector = features.get(_VECTOR)
+        if vector is None:
+            vector = features
+            for step in list(self._pipeline.steps.values())[:-1]:
+                vector = step.transform_one(vector)
+            features[_VECTOR] = vector
+        return vector
+
+    def _regression(self) -> Any:
+        return self._pipeline.steps[next(reversed(self._pipeline.steps))]
+
     def _train(self, features: dict[str, Any], label: bool) -> None:
         """Learn one text, then replay one of the other class; keep the text for replay."""
-        self._pipeline.learn_one(features, label)
+        regression = self._regression()
+        regression.learn_one(self._vector(features), label)
         others = self._replay[not label]
         if others:
-            self._pipeline.learn_one(others[self._rng.randrange(len(others))], not label)
-        regression = self._pipeline.steps[next(reversed(self._pipeline.steps))]
+            replayed = others[self._rng.randrange(len(others))]
+            regression.learn_one(self._vector(replayed), not label)
         bound = self.intercept_bound
         regression.intercept = min(bound, max(-bound, regression.intercept))
         self._trained[label] += 1
@@ -432,8 +457,9 @@ class SentimentModel:
         recall: dict[float, float] = dict.fromkeys(candidates, 0.0)
         for label in (False, True):
             held = self._holdout[label]
+            regression = self._regression()
             for features in held:
-                probability = self._pipeline.predict_proba_one(features).get(True, 0.5)
+                probability = regression.predict_proba_one(self._vector(features)).get(True, 0.5)
                 for weight in candidates:
                     if _says(blend(features["vader"], probability, weight), label):
                         recall[weight] += 0.5 / len(held)
@@ -458,8 +484,8 @@ class SentimentModel:
             "pipeline": self._pipeline,
             "counts": dict(self._counts),
             "trained": dict(self._trained),
-            "holdout": self._holdout,
-            "replay": self._replay,
+            "holdout": {label: _plain(kept) for label, kept in self._holdout.items()},
+            "replay": {label: _plain(kept) for label, kept in self._replay.items()},
             "rng": self._rng.getstate(),
             "weight": self._weight,
             "evidence": self._evidence,
