@@ -232,20 +232,40 @@ def redis_url():
         yield stack.redis_url
 
 
+@pytest.fixture(scope="module")
+def tally():
+    """What the generated scenarios did, printed once they have all run."""
+    counts: Counter[str] = Counter()
+    yield counts
+    faults = ", ".join(f"{counts[k]} {k}" for k in ("crash", "redeliver", "rebalance", "resend"))
+    print(
+        f"\nchaos C4: {counts['scenarios']} scenarios, {counts['steps']} steps, "
+        f"{counts['events']} events; faults: {faults}; checked after every step, "
+        f"{counts['mismatches']} mismatches"
+    )
+
+
 @settings(
     max_examples=200 if full_runs() else 25,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(seed=st.integers(0, 2**32 - 1), actions=st.lists(ACTIONS, min_size=10, max_size=40))
-def test_c4_generated_scenarios_apply_and_learn_each_event_once(redis_url, seed, actions):
+def test_c4_generated_scenarios_apply_and_learn_each_event_once(redis_url, tally, seed, actions):
     scenario = Scenario(redis_url)
+    tally["scenarios"] += 1
     try:
         scenario.publish(10, seed)
         for name, *args in actions:
             getattr(scenario, name)(*args)
+            tally[name] += 1
+            tally["steps"] += 1
             scenario.caught_up_means_exactly_once()
         scenario.process(10**6)  # whatever is left, in one batch
         scenario.caught_up_means_exactly_once()
+    except AssertionError:
+        tally["mismatches"] += 1
+        raise
     finally:
+        tally["events"] += scenario.sequence
         scenario.close()
