@@ -117,10 +117,11 @@ def create_app(
     @app.on_partitions_assigned.connect  # type: ignore[misc]
     async def assign_models(sender: object, assigned: set[TP], **kwargs: object) -> None:
         runtime.replicas.assigned({tp.partition for tp in assigned})
-        log.info("assigned: %s", describe_assignment(assigned))
         runtime.metrics.write_progress(assigned)
-        inputs = sorted({tp.partition for tp in assigned if tp.topic in topics.INPUTS})
-        log.info("ready: %d partitions assigned %s", len(inputs), inputs)
+        inputs = {tp.partition for tp in assigned if tp.topic in topics.INPUTS}
+        log.info(
+            "ready: %d partitions assigned: %s", len(inputs), describe_assignment(assigned)
+        )
 
     if settings.web_enabled:
 

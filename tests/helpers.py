@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -71,3 +72,38 @@ def committed_total(bootstrap: list[str], group: str, topic: str) -> int:
 def read_topic(bootstrap: list[str], topic: str) -> list:
     """Every record on ``topic`` from the beginning, in partition order."""
     return list(topicreader.read_topic(bootstrap, topic, idle=2.0))
+
+
+def load_checkpoints(redis_url: str, partitions: int) -> dict[int, dict]:
+    """The model checkpoints of partitions ``0..partitions-1`` that exist, unsealed with
+    the settings' key."""
+    from crmstream.streams.checkpoints import CheckpointStore
+    from crmstream.streams.settings import Settings
+
+    async def fetch() -> dict[int, dict]:
+        store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
+        try:
+            return await store.load(list(range(partitions)))
+        finally:
+            await store.close()
+
+    return asyncio.run(fetch())
+
+
+def learned_total(redis_url: str, partitions: int) -> int:
+    """Events the checkpointed models of ``partitions`` partitions have learned."""
+    return sum(state["learned"] for state in load_checkpoints(redis_url, partitions).values())
+
+
+def load_profiles(redis_url: str, customers: list[str]) -> dict:
+    """The stored profiles of those of ``customers`` that have one."""
+    from crmstream.streams.profiles import ProfileStore
+
+    async def fetch() -> dict:
+        store = ProfileStore(redis_url)
+        try:
+            return await store.get_many(customers)
+        finally:
+            await store.close()
+
+    return asyncio.run(fetch())

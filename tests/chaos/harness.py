@@ -19,7 +19,6 @@ time) are printed, whatever the verdict.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -33,12 +32,16 @@ from pathlib import Path
 from crmstream.models.profile import Profile, apply_purchase
 from crmstream.schemas import ChatMessage, Feedback, Purchase
 from crmstream.streams import topics
-from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.dev.embedded import EmbeddedStack
-from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.settings import Settings
 from crmstream.streams.tools.publisher import Publisher
-from tests.helpers import WorkerProcess, committed_total, read_topic
+from tests.helpers import (
+    WorkerProcess,
+    committed_total,
+    learned_total,
+    load_profiles,
+    read_topic,
+)
 
 GROUP = "crmstream"
 PRAISE = ["Lovely coffee, arrived fast and tastes great", "Great service, thank you so much"]
@@ -96,6 +99,12 @@ def make_stream(
         index = rng.randrange(len(stream))
         stream.insert(rng.randrange(index + 1, len(stream) + 1), stream[index])
     return stream
+
+
+def chunks(stream: list, n: int) -> list[list]:
+    """``stream`` cut into ``n`` consecutive pieces (the last may be shorter)."""
+    size = -(-len(stream) // n)
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
 
 
 @dataclass
@@ -263,6 +272,12 @@ class ChaosRun:
             publisher.flush()
         self.figures.published += len(records)
 
+    def catch_up(self, per_topic: Counter[str], timeout: float) -> None:
+        """Fail unless the group commits every offset of ``per_topic`` within ``timeout``."""
+        assert self.wait_committed(per_topic, timeout), (
+            f"the workers fell behind: {self.committed()} of {self.figures.published} committed"
+        )
+
     def committed(self) -> int:
         """Offsets the group has committed on the input topics."""
         return sum(committed_total(self.bootstrap, GROUP, topic) for topic in topics.INPUTS)
@@ -292,7 +307,7 @@ class ChaosRun:
         figures = self.figures
         figures.events = want.events
         customers = sorted({customer for _, customer in want.counts})
-        stored = asyncio.run(_profiles(self.stack.redis_url, customers))
+        stored = load_profiles(self.stack.redis_url, customers)
         for customer in customers:
             profile = stored.get(customer, Profile(customer_id=customer))
             for topic, got in (
@@ -329,8 +344,7 @@ class ChaosRun:
             else:
                 if tier != want.tiers.get(customer):
                     figures.broken_chains += 1
-        states = asyncio.run(_checkpoints(self.stack.redis_url, self.partitions))
-        figures.learned = sum(state["learned"] for state in states.values())
+        figures.learned = learned_total(self.stack.redis_url, self.partitions)
         print(f"\nchaos: {figures.line()}")
         return figures
 
@@ -344,19 +358,3 @@ class ChaosRun:
                 if kept != value:
                     self.figures.conflicting_outputs += 1
         return first
-
-
-async def _profiles(redis_url: str, customers: list[str]) -> dict[str, Profile]:
-    store = ProfileStore(redis_url)
-    try:
-        return await store.get_many(customers)
-    finally:
-        await store.close()
-
-
-async def _checkpoints(redis_url: str, partitions: int) -> dict[int, dict]:
-    store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
-    try:
-        return await store.load(list(range(partitions)))
-    finally:
-        await store.close()

@@ -19,7 +19,13 @@ from crmstream.streams.cli import main
 from crmstream.streams.settings import Settings
 from crmstream.streams.tools.publisher import Publisher
 from crmstream.streams.tools.quality import read_quality
-from tests.helpers import committed_total, read_topic, wait_until
+from tests.helpers import (
+    committed_total,
+    learned_total,
+    load_checkpoints,
+    read_topic,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,17 +53,6 @@ def make_purchases(seed: int = 11) -> list[Purchase]:
     return stream
 
 
-def checkpoints(redis_url: str) -> dict[int, dict]:
-    async def fetch():
-        store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
-        try:
-            return await store.load(list(range(PARTITIONS)))
-        finally:
-            await store.close()
-
-    return asyncio.run(fetch())
-
-
 def quality(redis_url: str) -> dict:
     async def fetch():
         store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
@@ -67,10 +62,6 @@ def quality(redis_url: str) -> dict:
             await store.close()
 
     return asyncio.run(fetch())
-
-
-def learned_total(redis_url: str) -> int:
-    return sum(state["learned"] for state in checkpoints(redis_url).values())
 
 
 def reference_models(bootstrap: list[str]) -> dict[int, PurchaseModels]:
@@ -108,7 +99,11 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
             publisher.publish(topics.PURCHASES, purchase)
         publisher.flush()
     with start_worker(**env) as first:
-        wait_until(lambda: learned_total(stack.redis_url) >= half // 3, 90, "the models to learn")
+        wait_until(
+            lambda: learned_total(stack.redis_url, PARTITIONS) >= half // 3,
+            90,
+            "the models to learn",
+        )
         first.process.send_signal(signal.SIGKILL)  # mid-stream, nothing flushed or committed
         first.process.wait()
 
@@ -125,7 +120,7 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
         assert second.stop() == 0, second.log()[-3000:]
         assert "restored the models of partition" in second.log()
 
-    restored = checkpoints(stack.redis_url)
+    restored = load_checkpoints(stack.redis_url, PARTITIONS)
     assert sum(state["learned"] for state in restored.values()) == distinct
     expected = reference_models(bootstrap)
     assert restored.keys() == expected.keys()

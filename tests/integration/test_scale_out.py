@@ -10,12 +10,9 @@ counts co-partitioned), so one worker owns a partition's models at a time.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
 import signal
 from collections import Counter, defaultdict
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,11 +20,17 @@ from crmstream.models.conversations import ConversationModels
 from crmstream.models.offline import OfflinePartition
 from crmstream.schemas import ChatMessage, Feedback, Purchase, decode
 from crmstream.streams import topics
-from crmstream.streams.checkpoints import CheckpointStore
-from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.settings import Settings
 from crmstream.streams.tools.publisher import Publisher
-from tests.helpers import committed_total, read_topic, wait_until
+from tests.chaos.harness import COMPLAINTS, PRAISE, make_stream
+from tests.helpers import (
+    committed_total,
+    learned_total,
+    load_checkpoints,
+    load_profiles,
+    read_topic,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -36,85 +39,12 @@ CUSTOMERS = 120
 EVENTS = 2400
 GROUP = "crmstream"
 
-PRAISE = ["Lovely coffee, arrived fast and tastes great", "Great service, thank you so much"]
-COMPLAINTS = ["The parcel arrived broken and nobody answers", "Terrible quality, I am very upset"]
-
-
-def make_stream(seed: int = 5) -> list[tuple[str, object]]:
-    """A mixed stream of (topic, record), with 80 records re-sent later."""
-    rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    stream: list[tuple[str, object]] = []
-    for i in range(EVENTS):
-        customer = f"cust-{rng.randrange(CUSTOMERS):03d}"
-        at = start + timedelta(minutes=180 * i)
-        roll = rng.random()
-        if roll < 0.6:
-            record: object = Purchase(
-                event_id=f"buy-{i}",
-                customer_id=customer,
-                occurred_at=at,
-                amount=round(rng.lognormvariate(3.3, 0.6), 2),
-            )
-            stream.append((topics.PURCHASES, record))
-        elif roll < 0.85:
-            happy = rng.random() < 0.7
-            record = ChatMessage(
-                event_id=f"chat-{i}",
-                customer_id=customer,
-                occurred_at=at,
-                conversation_id=f"conv-{customer}",
-                sender="customer",
-                text=rng.choice(PRAISE if happy else COMPLAINTS),
-                intent=None if happy else "complaint",
-            )
-            stream.append((topics.CHATS, record))
-        else:
-            rating = rng.choice([1, 2, 4, 5])
-            record = Feedback(
-                event_id=f"fb-{i}",
-                customer_id=customer,
-                occurred_at=at,
-                rating=rating,
-                text=rng.choice(PRAISE if rating > 3 else COMPLAINTS),
-            )
-            stream.append((topics.FEEDBACK, record))
-    for original in rng.sample(stream, 80):
-        stream.insert(rng.randrange(stream.index(original) + 1, len(stream) + 1), original)
-    return stream
-
 
 def publish(bootstrap: list[str], stream: list[tuple[str, object]]) -> None:
     with Publisher(bootstrap) as publisher:
         for topic, record in stream:
             publisher.publish(topic, record)
         publisher.flush()
-
-
-def checkpoints(redis_url: str) -> dict[int, dict]:
-    async def fetch():
-        store = CheckpointStore(redis_url, Settings().checkpoint_hmac_key())
-        try:
-            return await store.load(list(range(PARTITIONS)))
-        finally:
-            await store.close()
-
-    return asyncio.run(fetch())
-
-
-def learned_total(redis_url: str) -> int:
-    return sum(state["learned"] for state in checkpoints(redis_url).values())
-
-
-def profiles(redis_url: str, customers: list[str]) -> dict:
-    async def fetch():
-        store = ProfileStore(redis_url)
-        try:
-            return await store.get_many(customers)
-        finally:
-            await store.close()
-
-    return asyncio.run(fetch())
 
 
 def assignment(worker) -> dict[str, set[int]] | None:
@@ -178,7 +108,7 @@ def reference(bootstrap: list[str]) -> tuple[dict, dict, Counter]:
 
 
 def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, start_worker):
-    stream = make_stream()
+    stream = make_stream(EVENTS, CUSTOMERS, seed=5, resent=80 / EVENTS)
     distinct = {record.event_id for _, record in stream}
     per_topic = Counter(topic for topic, _ in stream)
     half = len(stream) // 2
@@ -191,7 +121,9 @@ def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, st
         for member in found:  # partition p of every input topic on one worker
             assert len({frozenset(parts) for parts in member.values()}) == 1, found
             assert member.keys() == set(topics.INPUTS), found
-        wait_until(lambda: learned_total(stack.redis_url) >= half // 3, 90, "some learning")
+        wait_until(
+            lambda: learned_total(stack.redis_url, PARTITIONS) >= half // 3, 90, "some learning"
+        )
         doomed.process.send_signal(signal.SIGKILL)  # mid-stream: nothing flushed
         doomed.process.wait()
 
@@ -209,7 +141,7 @@ def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, st
         # The killed worker's partitions were taken over from their checkpoints.
         assert "restored the models of partition" in survivor.log() + newcomer.log()
 
-    restored = checkpoints(stack.redis_url)
+    restored = load_checkpoints(stack.redis_url, PARTITIONS)
     assert sum(state["learned"] for state in restored.values()) == len(distinct)
     purchases, conversations, counts = reference(bootstrap)
     assert restored.keys() == purchases.keys() == conversations.keys()
@@ -229,7 +161,7 @@ def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, st
             assert talk.score(text) == expected_talk.score(text), (partition, text)
 
     customers = sorted({customer for _, customer in counts})
-    stored = profiles(stack.redis_url, customers)
+    stored = load_profiles(stack.redis_url, customers)
     for customer in customers:
         profile = stored[customer]
         assert profile.orders == counts[(topics.PURCHASES, customer)], customer
