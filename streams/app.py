@@ -119,9 +119,7 @@ def create_app(
         runtime.replicas.assigned({tp.partition for tp in assigned})
         runtime.metrics.write_progress(assigned)
         inputs = {tp.partition for tp in assigned if tp.topic in topics.INPUTS}
-        log.info(
-            "ready: %d partitions assigned: %s", len(inputs), describe_assignment(assigned)
-        )
+        log.info("ready: %d partitions assigned: %s", len(inputs), describe_assignment(assigned))
 
     if settings.web_enabled:
 

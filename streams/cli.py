@@ -364,25 +364,15 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         BackfillError,
         backfill,
         event_order,
-        load_cdnow,
-        load_csv,
+        load_history,
         newest_published,
-        parse_mapping,
         to_purchases,
     )
     from crmstream.streams.tools.publisher import Publisher
 
+    source = "cdnow" if args.source == "cdnow" else "csv"
     try:
-        if args.source == "cdnow":
-            if args.map:
-                raise BackfillError("--map is for CSV files; the CDNOW columns are known")
-            frame, report = load_cdnow()
-            source = "cdnow"
-        else:
-            if not args.map:
-                raise BackfillError("--map is required for a CSV file (see --help)")
-            frame, report = load_csv(args.source, parse_mapping(args.map))
-            source = "csv"
+        frame, report = load_history(args.source, args.map)
     except BackfillError as exc:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2
@@ -777,9 +767,7 @@ def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.backfill import (
         BackfillError,
         event_order,
-        load_cdnow,
-        load_csv,
-        parse_mapping,
+        load_history,
         to_purchases,
     )
 
@@ -788,17 +776,9 @@ def _rules_backtest(args: argparse.Namespace, settings: Settings) -> int:
     except RuleFileError as exc:
         print(f"crmstream: invalid rules:\n{exc}", file=sys.stderr)
         return 2
+    source = "cdnow" if args.history == "cdnow" else "csv"
     try:
-        if args.history == "cdnow":
-            if args.map:
-                raise BackfillError("--map is for CSV files; the CDNOW columns are known")
-            frame, _ = load_cdnow()
-            source = "cdnow"
-        else:
-            if not args.map:
-                raise BackfillError("--map is required for a CSV file (see --help)")
-            frame, _ = load_csv(args.history, parse_mapping(args.map))
-            source = "csv"
+        frame, _ = load_history(args.history, args.map)
     except BackfillError as exc:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2

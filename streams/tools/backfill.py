@@ -214,6 +214,27 @@ def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     return Loaded(frame, report)
 
 
+def load_history(source: str, mapping: str | None = None) -> Loaded:
+    """The purchases of ``source``: ``"cdnow"`` (the CDNOW data set; ``mapping`` must be
+    empty), or a CSV file read with ``mapping`` (the ``--map`` text, required).
+
+    Examples
+    --------
+    >>> try:
+    ...     load_history("orders.csv")
+    ... except BackfillError as exc:
+    ...     print(exc)
+    --map is required for a CSV file (see --help)
+    """
+    if source == "cdnow":
+        if mapping:
+            raise BackfillError("--map is for CSV files; the CDNOW columns are known")
+        return load_cdnow()
+    if not mapping:
+        raise BackfillError("--map is required for a CSV file (see --help)")
+    return load_csv(source, parse_mapping(mapping))
+
+
 def _row_id(number: int, row: Any) -> str:
     values = "\x1f".join(str(value) for value in row[1:])
     digest = hashlib.sha256(f"{number}\x1e{values}".encode()).hexdigest()
