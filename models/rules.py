@@ -463,30 +463,38 @@ def _unique(id_: str, seen: set[str], node: yaml.Node, problems: list[RuleProble
     seen.add(id_)
 
 
-def _audience(node: yaml.Node, problems: list[RuleProblem]) -> Audience | None:
+def _head(
+    node: yaml.Node,
+    what: str,
+    allowed: tuple[str, ...],
+    required: tuple[str, ...],
+    problems: list[RuleProblem],
+) -> tuple[str | None, dict[str, yaml.Node], str, Any] | None:
+    """What rules and audiences share: a mapping with an ``id`` and a ``description``.
+
+    Returns the id (``None`` when missing or not text), the entries, the description and
+    the ``problem`` function that records a problem of this rule or audience; ``None``
+    when ``node`` is not a mapping (reported as ``not_a_mapping``)."""
     if not isinstance(node, yaml.MappingNode):
         problems.append(
-            RuleProblem(
-                code="not_a_mapping", message="each audience must be a mapping", **_at(node)
-            )
+            RuleProblem(code="not_a_mapping", message=f"each {what} must be a mapping", **_at(node))
         )
         return None
     id_node = next(
         (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "id"), None
     )
-    audience_id = _value(id_node) if isinstance(id_node, yaml.ScalarNode) else None
-    name = audience_id if isinstance(audience_id, str) else None
-    before = len(problems)
+    value = _value(id_node) if isinstance(id_node, yaml.ScalarNode) else None
+    name = value if isinstance(value, str) else None
 
     def problem(code: str, message: str, field_: str, at: yaml.Node, **extra: Any) -> None:
         problems.append(
             RuleProblem(code=code, message=message, rule=name, field=field_, **_at(at), **extra)
         )
 
-    entries = _mapping(node, AUDIENCE_FIELDS, name, problems)
-    for required in ("id", "when"):
-        if required not in entries:
-            problem("missing_field", f"{required!r} is required", required, node)
+    entries = _mapping(node, allowed, name, problems)
+    for field_ in required:
+        if field_ not in entries:
+            problem("missing_field", f"{field_!r} is required", field_, node)
     if id_node is not None and (name is None or not _RULE_ID.match(name)):
         problem(
             "bad_id",
@@ -501,6 +509,15 @@ def _audience(node: yaml.Node, problems: list[RuleProblem]) -> Audience | None:
         if not isinstance(description, str):
             problem("bad_type", "'description' must be text", "description", entries["description"])
             description = ""
+    return name, entries, description, problem
+
+
+def _audience(node: yaml.Node, problems: list[RuleProblem]) -> Audience | None:
+    before = len(problems)
+    head = _head(node, "audience", AUDIENCE_FIELDS, ("id", "when"), problems)
+    if head is None:
+        return None
+    name, entries, description, problem = head
     when = None
     if "when" in entries:
         when = _expression_field(
@@ -544,41 +561,11 @@ def _mapping(
 
 
 def _rule(node: yaml.Node, problems: list[RuleProblem]) -> Rule | None:
-    if not isinstance(node, yaml.MappingNode):
-        problems.append(
-            RuleProblem(code="not_a_mapping", message="each rule must be a mapping", **_at(node))
-        )
-        return None
-    id_node = next(
-        (v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == "id"), None
-    )
-    rule_id = _value(id_node) if isinstance(id_node, yaml.ScalarNode) else None
-    name = rule_id if isinstance(rule_id, str) else None
     before = len(problems)
-
-    def problem(code: str, message: str, field_: str, at: yaml.Node, **extra: Any) -> None:
-        problems.append(
-            RuleProblem(code=code, message=message, rule=name, field=field_, **_at(at), **extra)
-        )
-
-    entries = _mapping(node, RULE_FIELDS, name, problems)
-    for required in ("id", "on", "when"):
-        if required not in entries:
-            problem("missing_field", f"{required!r} is required", required, node)
-    if id_node is not None and (name is None or not _RULE_ID.match(name)):
-        problem(
-            "bad_id",
-            "an id is 1 to 64 lowercase letters, digits, '_', '.' or '-', starting with a "
-            "letter or digit",
-            "id",
-            id_node,
-        )
-    description = ""
-    if "description" in entries:
-        description = _value(entries["description"])
-        if not isinstance(description, str):
-            problem("bad_type", "'description' must be text", "description", entries["description"])
-            description = ""
+    head = _head(node, "rule", RULE_FIELDS, ("id", "on", "when"), problems)
+    if head is None:
+        return None
+    name, entries, description, problem = head
     on = _on(entries.get("on"), problem)
     when = None
     if "when" in entries and on:
