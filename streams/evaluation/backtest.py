@@ -292,12 +292,7 @@ def render_report(report: dict[str, Any]) -> str:
         stats = entry.get("uplift")
         if not stats:
             continue
-        for metric in ("purchase_rate", "revenue_per_customer"):
-            lines.append(
-                f"  {metric:22} treated {_fmt(stats['treated'][metric])} "
-                f"(n={stats['treated']['customers']}), holdout {_fmt(stats['holdout'][metric])} "
-                f"(n={stats['holdout']['customers']}), uplift {_interval(stats[metric])}"
-            )
+        lines.extend(_uplift_lines(stats))
     return "\n".join(lines)
 
 
@@ -363,13 +358,18 @@ def render(result: Backtest, title: str) -> str:
             f"{rule_id}: treated vs holdout, {stats['days']} days after the first trigger "
             "(history: nobody acted, so this is an A/A check)"
         )
-        for metric in ("purchase_rate", "revenue_per_customer"):
-            lines.append(
-                f"  {metric:22} treated {_fmt(stats['treated'][metric])} "
-                f"(n={stats['treated']['customers']}), holdout {_fmt(stats['holdout'][metric])} "
-                f"(n={stats['holdout']['customers']}), uplift {_interval(stats[metric])}"
-            )
+        lines.extend(_uplift_lines(stats))
     return "\n".join(lines)
+
+
+def _uplift_lines(stats: dict[str, Any]) -> list[str]:
+    """Treated against holdout, one line per metric, with the uplift's interval."""
+    return [
+        f"  {metric:22} treated {_fmt(stats['treated'][metric])} "
+        f"(n={stats['treated']['customers']}), holdout {_fmt(stats['holdout'][metric])} "
+        f"(n={stats['holdout']['customers']}), uplift {_interval(stats[metric])}"
+        for metric in ("purchase_rate", "revenue_per_customer")
+    ]
 
 
 def _fmt(value: float | None) -> str:
