@@ -37,7 +37,9 @@ DEFAULT_SECRETS_DIR = "/run/secrets"
 class Settings(BaseSettings):
     """Everything a crmstream process can be told; build once and pass it on."""
 
-    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     kafka_url: str = "kafka://127.0.0.1:9092"
     """``CRM_KAFKA_URL``: Kafka bootstrap servers, ``kafka://host:port[;host:port]``."""
@@ -68,7 +70,9 @@ class Settings(BaseSettings):
     """``CRM_KAFKA_ALLOW_SASL_PLAINTEXT``: allow ``SASL_PLAINTEXT``, which sends the
     credentials (with ``PLAIN``, the password itself) unencrypted."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """``CRM_REDIS_URL``: Redis or Valkey URL (``rediss://`` for TLS, user:password for ACL)."""
+    """``CRM_REDIS_URL``: Redis or Valkey URL: ``redis://host:port/db``, ``rediss://`` for TLS,
+    ``user:password@`` for an ACL user, a Redis Cluster as ``redis+cluster://host:port`` (any
+    node; ``rediss+cluster://`` for TLS)."""
     redis_username: str = ""
     """``CRM_REDIS_USERNAME``: ACL user (instead of the one in ``CRM_REDIS_URL``)."""
     redis_password: SecretStr = SecretStr("")
