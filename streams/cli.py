@@ -234,6 +234,21 @@ def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _redis_acl(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.redis_acl import acl_file
+
+    if args.password_file == "-":
+        password = sys.stdin.readline()
+    else:
+        with open(args.password_file, encoding="utf-8") as source:
+            password = source.readline()
+    password = password.rstrip("\r\n")
+    if not password:
+        raise ConfigurationError(f"{args.password_file}: no password on its first line")
+    sys.stdout.write(acl_file(password, args.user))
+    return 0
+
+
 def _excerpt(text: str, width: int = 160) -> str:
     text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -583,6 +598,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print one JSON object")
     models.set_defaults(run=_models, needs=(_redis_answers,))
+
+    acl = commands.add_parser(
+        "redis-acl",
+        help="print the Redis ACL file of crmstream's user (default user off, least rights)",
+        description="Reads the user's password from PASSWORD_FILE ('-': standard input) and "
+        "prints an ACL file for redis-server --aclfile: the password as its SHA-256, keys and "
+        "channels crm:*, only the commands crmstream sends.",
+    )
+    acl.add_argument("password_file", help="file holding the password ('-': standard input)")
+    acl.add_argument("--user", default="crmstream", help="the user's name (default: crmstream)")
+    acl.set_defaults(run=_redis_acl, needs=())
 
     demo = commands.add_parser("demo", help="embedded stack, a worker, traffic and a live summary")
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")

@@ -12,6 +12,8 @@ The README's "Security" section shows the rule that :func:`acl_rule` builds, and
 
 from __future__ import annotations
 
+import hashlib
+
 #: Keys the user may touch.
 KEY_PATTERN = "crm:*"
 #: Pub/sub channels the user may use (the dashboards' acknowledgement events).
@@ -54,3 +56,18 @@ def acl_rule(password_rule: str) -> list[str]:
         "-@all",
         *commands,
     ]
+
+
+def acl_file(password: str, user: str = "crmstream") -> str:
+    """An ACL file (``--aclfile``) with ``default`` disabled and ``user`` allowed what
+    crmstream needs; the password is stored as its SHA-256, never in clear.
+
+    Examples
+    --------
+    >>> print(acl_file("secret").splitlines()[0])
+    user default off
+    >>> acl_file("secret").splitlines()[1].split()[:4]
+    ['user', 'crmstream', 'on', '#2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b']
+    """
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return f"user default off\nuser {user} {' '.join(acl_rule(f'#{digest}'))}\n"

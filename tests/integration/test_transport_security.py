@@ -20,6 +20,7 @@ What is live here and what is not:
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from crmstream.streams.credentials import (
 from crmstream.streams.declare import declare_topics
 from crmstream.streams.dev.embedded import EmbeddedStack, free_port
 from crmstream.streams.health import PROBE_TIMEOUT, Unreachable, check_broker, check_redis
-from crmstream.streams.redis_acl import acl_rule
+from crmstream.streams.redis_acl import acl_file
 from crmstream.streams.settings import Settings
 from crmstream.streams.tools.publisher import Publisher
 from crmstream.streams.tools.topicreader import read_topic
@@ -89,8 +90,14 @@ async def test_the_documented_acl_user_runs_the_worker_and_tools_and_nothing_dan
     stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     admin = redis.Redis(port=stack.redis_port)
-    admin.execute_command("ACL", "SETUSER", "crmstream", *acl_rule(">acl-pass"))
-    admin.execute_command("ACL", "SETUSER", "default", "off")  # only the ACL user remains
+    # The lines of the ACL file `crmstream redis-acl` writes (the password as its SHA-256),
+    # applied as --aclfile would: `default` off, only `crmstream` left.
+    for line in reversed(acl_file("acl-pass").splitlines()):  # `default` last: it is ours
+        _, name, *rule = line.split()
+        admin.execute_command("ACL", "SETUSER", name, "reset", *rule)
+    with socket.create_connection(("127.0.0.1", stack.redis_port), timeout=5) as anonymous:
+        anonymous.sendall(b"PING\r\n")
+        assert anonymous.recv(100).startswith(b"-NOAUTH")  # the default user is off
     url = f"redis://127.0.0.1:{stack.redis_port}/0"
     app, runtime, _ = make_app(
         stack, redis_url=url, redis_username="crmstream", redis_password="acl-pass"
