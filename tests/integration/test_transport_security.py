@@ -20,7 +20,10 @@ What is live here and what is not:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +42,7 @@ from crmstream.streams.credentials import (
     redis_client_url,
 )
 from crmstream.streams.declare import declare_topics
-from crmstream.streams.dev.embedded import EmbeddedStack, free_port
+from crmstream.streams.dev.embedded import EmbeddedStack, free_port, valkey_binary
 from crmstream.streams.health import PROBE_TIMEOUT, Unreachable, check_broker, check_redis
 from crmstream.streams.redis_acl import acl_file
 from crmstream.streams.settings import Settings
@@ -142,6 +145,45 @@ async def test_the_documented_acl_user_runs_the_worker_and_tools_and_nothing_dan
     with pytest.raises(NoPermissionError):
         user.set("elsewhere", "1")  # outside crm:*
     assert user.exists("crm:{c1}:profile") == 1
+
+
+def test_the_acl_file_loads_into_a_server_started_with_it(tmp_path: Path) -> None:
+    """What `crmstream redis-acl` writes is what redis-server --aclfile reads."""
+    acl = tmp_path / "users.acl"
+    acl.write_text(acl_file("file-pass"), encoding="utf-8")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            valkey_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--aclfile",
+            str(acl),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        user = redis.Redis(port=port, username="crmstream", password="file-pass")
+        for _ in range(100):
+            with contextlib.suppress(redis.ConnectionError):
+                assert user.ping()
+                break
+            time.sleep(0.05)
+        assert user.hset("crm:{c1}:profile", "_v", "1") == 1
+        with pytest.raises(NoPermissionError):
+            user.execute_command("FLUSHALL")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as anonymous:
+            anonymous.sendall(b"PING\r\n")
+            assert anonymous.recv(100).startswith(b"-NOAUTH")
+        user.close()
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_redis_over_tls_verifies_the_server_and_presents_the_client_certificate(

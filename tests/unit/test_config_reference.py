@@ -28,3 +28,10 @@ def test_every_setting_has_a_row_with_its_variable_default_and_meaning():
         assert len(meaning) > 10 and not meaning.startswith("`CRM_"), row
     secret = next(row for row in rows if row.startswith("| `CRM_API_TOKEN`"))
     assert "| secret | (empty) |" in secret
+
+
+def test_the_readme_shows_the_redis_acl_rule_the_code_grants():
+    from crmstream.streams.redis_acl import acl_rule
+
+    rule = "user crmstream " + " ".join(acl_rule("#<sha256 of the password>"))
+    assert rule in README.read_text(encoding="utf-8").splitlines()
