@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench chaos contracts clean system
+.PHONY: demo test lint bench chaos contracts config-reference clean system
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
@@ -67,6 +67,10 @@ chaos: $(STAMP)
 # Regenerate schemas/json/*.json and schemas/asyncapi.yaml from the msgspec records.
 contracts: $(STAMP)
 	$(BIN)/python -m crmstream.streams.tools.contracts
+
+# Regenerate the README's table of settings from streams/settings.py (a test checks it).
+config-reference: $(STAMP)
+	$(BIN)/python -m crmstream.streams.tools.config_reference README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

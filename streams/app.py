@@ -15,6 +15,7 @@ from faust.types import TP
 from crmstream.models.conversations import ConversationModels
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.credentials import faust_credentials, redis_client_url
 from crmstream.streams.due import DueIndex
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.prometheus import WorkerMetrics, expose
@@ -64,6 +65,7 @@ def create_app(
         settings.app_id,
         datadir=datadir,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.partitions,
@@ -80,8 +82,9 @@ def create_app(
         web_port=settings.web_port,
         web_bind="127.0.0.1",
     )
-    profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
-    checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
+    redis_url = redis_client_url(settings)
+    profiles = ProfileStore(redis_url, settings.dedupe_window)
+    checkpoints = CheckpointStore(redis_url, settings.checkpoint_hmac_key())
 
     def partition_models() -> PartitionModels:
         return PartitionModels(settings.purchase_models(), ConversationModels.create())

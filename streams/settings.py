@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 # The models are imported where they are built: importing them loads River (about a
 # second), which commands that only read settings (and fail fast on bad ones) skip.
@@ -21,16 +28,64 @@ if TYPE_CHECKING:
 #: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
 DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
 
+#: Where secret files are read from when it exists (``CRM_SECRETS_DIR`` names another):
+#: a file named like a variable, e.g. ``/run/secrets/crm_kafka_sasl_password``, gives that
+#: setting (Docker and Compose mount secrets there). Variables win over files.
+DEFAULT_SECRETS_DIR = "/run/secrets"
+
 
 class Settings(BaseSettings):
     """Everything a crmstream process can be told; build once and pass it on."""
 
-    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     kafka_url: str = "kafka://127.0.0.1:9092"
     """``CRM_KAFKA_URL``: Kafka bootstrap servers, ``kafka://host:port[;host:port]``."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """``CRM_KAFKA_SECURITY_PROTOCOL``: how every Kafka client of crmstream connects:
+    ``PLAINTEXT``, ``SSL`` (TLS, with a client certificate for mTLS), ``SASL_SSL`` (SASL
+    over TLS) or ``SASL_PLAINTEXT`` (refused unless ``CRM_KAFKA_ALLOW_SASL_PLAINTEXT``)."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """``CRM_KAFKA_SASL_MECHANISM``: SASL mechanism with ``SASL_SSL``/``SASL_PLAINTEXT``."""
+    kafka_sasl_username: str = ""
+    """``CRM_KAFKA_SASL_USERNAME``: SASL user name (required with SASL)."""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    """``CRM_KAFKA_SASL_PASSWORD``: SASL password (required with SASL)."""
+    kafka_ssl_cafile: str = ""
+    """``CRM_KAFKA_SSL_CAFILE``: PEM file of the CA(s) that sign the brokers' certificates
+    (empty: the system's trusted CAs)."""
+    kafka_ssl_certfile: str = ""
+    """``CRM_KAFKA_SSL_CERTFILE``: PEM client certificate for mTLS (with
+    ``CRM_KAFKA_SSL_KEYFILE``)."""
+    kafka_ssl_keyfile: str = ""
+    """``CRM_KAFKA_SSL_KEYFILE``: PEM private key of the client certificate."""
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    """``CRM_KAFKA_SSL_KEY_PASSWORD``: password of ``CRM_KAFKA_SSL_KEYFILE`` if encrypted."""
+    kafka_ssl_check_hostname: bool = True
+    """``CRM_KAFKA_SSL_CHECK_HOSTNAME``: check that a broker's certificate names the host
+    connected to (turn off only for brokers reached by an address their certificate lacks)."""
+    kafka_allow_sasl_plaintext: bool = False
+    """``CRM_KAFKA_ALLOW_SASL_PLAINTEXT``: allow ``SASL_PLAINTEXT``, which sends the
+    credentials (with ``PLAIN``, the password itself) unencrypted."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """``CRM_REDIS_URL``: Redis or Valkey URL (``rediss://`` for TLS, user:password for ACL)."""
+    """``CRM_REDIS_URL``: Redis or Valkey URL: ``redis://host:port/db``, ``rediss://`` for TLS,
+    ``user:password@`` for an ACL user, a Redis Cluster as ``redis+cluster://host:port`` (any
+    node; ``rediss+cluster://`` for TLS)."""
+    redis_username: str = ""
+    """``CRM_REDIS_USERNAME``: ACL user (instead of the one in ``CRM_REDIS_URL``)."""
+    redis_password: SecretStr = SecretStr("")
+    """``CRM_REDIS_PASSWORD``: password of the ACL user (instead of the one in
+    ``CRM_REDIS_URL``, e.g. read from a secret file)."""
+    redis_ssl_cafile: str = ""
+    """``CRM_REDIS_SSL_CAFILE``: PEM file of the CA(s) that sign the server's certificate, with
+    ``rediss://`` (empty: the system's trusted CAs)."""
+    redis_ssl_certfile: str = ""
+    """``CRM_REDIS_SSL_CERTFILE``: PEM client certificate, with ``rediss://`` when the server
+    requires one (with ``CRM_REDIS_SSL_KEYFILE``)."""
+    redis_ssl_keyfile: str = ""
+    """``CRM_REDIS_SSL_KEYFILE``: PEM private key of the Redis client certificate."""
     app_id: str = "crmstream"
     """``CRM_APP_ID``: Kafka consumer group of the workers; workers with one id share work."""
     partitions: int = Field(8, ge=1, le=1024)
@@ -153,6 +208,29 @@ class Settings(BaseSettings):
     """``CRM_SHUTDOWN_TIMEOUT``: seconds a worker may take to stop after SIGTERM or Ctrl-C
     before it exits anyway (exit code 3), whatever it is waiting for."""
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Files only where the directory exists (pydantic-settings warns about a missing one).
+        folder = Path(os.environ.get("CRM_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+        files = (
+            (SecretsSettingsSource(settings_cls, secrets_dir=folder),) if folder.is_dir() else ()
+        )
+        return (init_settings, env_settings, *files)
+
+    @model_validator(mode="after")
+    def _transport_security(self) -> Settings:
+        problems = transport_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @field_validator("kafka_url")
     @classmethod
     def _kafka_scheme(cls, value: str) -> str:
@@ -239,6 +317,64 @@ class Settings(BaseSettings):
         from crmstream.models.money import Currencies
 
         return Currencies(self.currency, dict(self.fx_rates))
+
+
+def transport_problems(settings: Settings) -> list[str]:
+    """What is inconsistent or unsafe in the Kafka and Redis transport settings.
+
+    Each problem names its variables. SASL over plaintext is refused unless explicitly
+    allowed; TLS files are refused where TLS is off (they would be silently unused), and
+    must be readable files.
+    """
+    problems: list[str] = []
+    protocol = settings.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if protocol == "SASL_PLAINTEXT" and not settings.kafka_allow_sasl_plaintext:
+        problems.append(
+            "CRM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends the Kafka credentials unencrypted:"
+            " use SASL_SSL, or set CRM_KAFKA_ALLOW_SASL_PLAINTEXT=true to accept that"
+        )
+    if sasl and not (
+        settings.kafka_sasl_username and settings.kafka_sasl_password.get_secret_value()
+    ):
+        problems.append(
+            f"CRM_KAFKA_SECURITY_PROTOCOL={protocol} needs CRM_KAFKA_SASL_USERNAME and"
+            " CRM_KAFKA_SASL_PASSWORD"
+        )
+    if not sasl and (
+        settings.kafka_sasl_username or settings.kafka_sasl_password.get_secret_value()
+    ):
+        problems.append(
+            f"CRM_KAFKA_SASL_USERNAME/PASSWORD are set but CRM_KAFKA_SECURITY_PROTOCOL={protocol}"
+            " does not use SASL (SASL_SSL does)"
+        )
+    kafka_files = {
+        "CRM_KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+        "CRM_KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,
+        "CRM_KAFKA_SSL_KEYFILE": settings.kafka_ssl_keyfile,
+    }
+    given = [name for name, path in kafka_files.items() if path]
+    if given and not tls:
+        problems.append(
+            f"{', '.join(given)} set but CRM_KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
+            " (SSL or SASL_SSL)"
+        )
+    if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
+        problems.append("CRM_KAFKA_SSL_CERTFILE and CRM_KAFKA_SSL_KEYFILE go together (mTLS)")
+    redis_files = {
+        "CRM_REDIS_SSL_CAFILE": settings.redis_ssl_cafile,
+        "CRM_REDIS_SSL_CERTFILE": settings.redis_ssl_certfile,
+        "CRM_REDIS_SSL_KEYFILE": settings.redis_ssl_keyfile,
+    }
+    given = [name for name, path in redis_files.items() if path]
+    if given and not urlsplit(settings.redis_url).scheme.startswith("rediss"):
+        problems.append(f"{', '.join(given)} set but CRM_REDIS_URL is not rediss:// (TLS)")
+    if bool(settings.redis_ssl_certfile) != bool(settings.redis_ssl_keyfile):
+        problems.append("CRM_REDIS_SSL_CERTFILE and CRM_REDIS_SSL_KEYFILE go together")
+    for name, path in {**kafka_files, **redis_files}.items():
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{name}={path}: no readable file there")
+    return problems
 
 
 def _is_host_port(server: str) -> bool:

@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crmstream.models.profile import Profile
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, Severity, Tier
+from crmstream.streams.credentials import aiokafka_options, redis_client_url
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
 from crmstream.streams.settings import Settings
 from crmstream.streams.web.acks import Ack, AckStore
@@ -126,9 +127,13 @@ class Dashboard:
         self.auth = Authenticator(
             settings.api_token.get_secret_value(), settings.dashboard_session_hours * 3600
         )
-        self.feed = AlertFeed(settings.bootstrap_servers, settings.dashboard_alert_buffer)
-        self.acks = AckStore(settings.redis_url)
-        self.profiles = ProfileStore(settings.redis_url)
+        self.feed = AlertFeed(
+            settings.bootstrap_servers,
+            settings.dashboard_alert_buffer,
+            security=aiokafka_options(settings),
+        )
+        self.acks = AckStore(redis_client_url(settings))
+        self.profiles = ProfileStore(redis_client_url(settings))
         self.overview = Overview(settings, self.profiles)
         self._follower: asyncio.Task[None] | None = None
 
