@@ -83,7 +83,7 @@ def create_app(
         web_bind="127.0.0.1",
     )
     redis_url = redis_client_url(settings)
-    profiles = ProfileStore(redis_url, settings.dedupe_window)
+    profiles = ProfileStore(redis_url, settings.dedupe_window, settings.history_limits())
     checkpoints = CheckpointStore(redis_url, settings.checkpoint_hmac_key())
 
     def partition_models() -> PartitionModels:
@@ -99,7 +99,10 @@ def create_app(
         sink=sink if sink is not None else FaustSink(app),
         policies=policies,
         replicas=Replicas(
-            checkpoints, lambda: DueIndex(profiles.client), partition_models, profiles.get_many
+            checkpoints,
+            lambda: DueIndex(profiles.client),
+            partition_models,
+            lambda customers: profiles.get_many(customers, history=False),
         ),
         checkpoints=checkpoints,
         rules=rules,

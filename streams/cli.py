@@ -281,7 +281,7 @@ def _profile(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.profiles import ProfileStore
 
     async def fetch() -> dict[str, object] | None:
-        store = ProfileStore(redis_client_url(settings))
+        store = ProfileStore(redis_client_url(settings), history=settings.history_limits())
         try:
             profile = await store.get(args.customer_id)
         finally:

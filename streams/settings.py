@@ -21,6 +21,7 @@ from pydantic_settings import (
 if TYPE_CHECKING:
     from crmstream.models.alerts import AlertPolicy
     from crmstream.models.events import Policies
+    from crmstream.models.history import HistoryLimits
     from crmstream.models.money import Currencies
     from crmstream.models.purchase_models import PurchaseModels
     from crmstream.models.tiers import TierPolicy
@@ -293,19 +294,28 @@ class Settings(BaseSettings):
             anomaly_warmup=self.anomaly_warmup,
         )
 
-    def policies(self) -> Policies:
-        """The business rules events are applied with."""
-        from crmstream.models.events import Policies
+    def history_limits(self) -> HistoryLimits:
+        """How much of a customer's recent history profiles keep."""
         from crmstream.models.history import HistoryLimits
 
-        history = HistoryLimits(
+        return HistoryLimits(
             messages=self.history_messages,
             alerts=self.history_alerts,
             tiers=self.history_tiers,
             max_age=timedelta(days=self.history_days),
             excerpt=self.history_excerpt,
         )
-        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history=history)
+
+    def policies(self) -> Policies:
+        """The business rules events are applied with."""
+        from crmstream.models.events import Policies
+
+        return Policies(
+            self.tier_policy(),
+            self.alert_policy(),
+            self.currencies(),
+            history=self.history_limits(),
+        )
 
     def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""

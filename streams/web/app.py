@@ -133,7 +133,7 @@ class Dashboard:
             security=aiokafka_options(settings),
         )
         self.acks = AckStore(redis_client_url(settings))
-        self.profiles = ProfileStore(redis_client_url(settings))
+        self.profiles = ProfileStore(redis_client_url(settings), history=settings.history_limits())
         self.overview = Overview(settings, self.profiles)
         self._follower: asyncio.Task[None] | None = None
 

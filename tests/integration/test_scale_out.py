@@ -123,8 +123,10 @@ def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, st
             assert member.keys() == set(topics.INPUTS), found
         # Every partition checkpointed once (the doomed worker's too), then killed mid-stream.
         wait_until(
-            lambda: len(load_checkpoints(stack.redis_url, PARTITIONS)) == PARTITIONS
-            and learned_total(stack.redis_url, PARTITIONS) >= half // 3,
+            lambda: (
+                len(load_checkpoints(stack.redis_url, PARTITIONS)) == PARTITIONS
+                and learned_total(stack.redis_url, PARTITIONS) >= half // 3
+            ),
             90,
             "a checkpoint of every partition and some learning",
         )
