@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "hashes": ("hget", "hgetall", "hmget", "hset", "hincrby", "hincrbyfloat", "hlen"),
     "sets": ("sadd", "srem", "smembers", "scard", "sscan", "srandmember"),
     "sorted sets": ("zadd", "zrange", "zrangebyscore", "zremrangebyscore", "zmscore"),
+    "lists": ("rpush", "ltrim", "lrange"),
     "streams": ("xadd",),
     "scripts": ("evalsha", "eval", "script|load", "script|exists"),
     "pub/sub": ("publish", "subscribe", "unsubscribe"),
