@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -135,8 +136,15 @@ _COMMIT_SCRIPT = LuaScript(_COMMIT)
 _SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT)
 
 #: Errors that mean "Redis cannot be reached right now": retried with backoff, never
-#: skipped.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: skipped. On a cluster that includes a master being restarted or failed over
+#: (``CLUSTERDOWN``, ``TRYAGAIN``), not only a lost connection.
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+)
 
 
 async def retry_redis(
