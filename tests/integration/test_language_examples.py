@@ -56,11 +56,15 @@ def go_command(tmp_path_factory) -> list[str]:
             "Go and gojsonschema are needed for the Go example: apt-get install -y golang-go "
             "golang-github-xeipuuv-gojsonschema-dev (make test does it when run as root)"
         )
-    binary = tmp_path_factory.mktemp("go") / "validate"
+    folder = tmp_path_factory.mktemp("go")
+    binary = folder / "validate"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode"}
+    if not any(name in env for name in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
+        env["GOCACHE"] = str(folder / "cache")  # Go needs a build cache somewhere
     build = subprocess.run(
         [go, "build", "-o", str(binary), "."],
         cwd=EXAMPLES / "go",
-        env={**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode"},
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
