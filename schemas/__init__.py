@@ -9,8 +9,11 @@ definitions (``make contracts``).
 
 from crmstream.schemas.codec import InvalidEvent, decode, encode
 from crmstream.schemas.inputs import (
+    CHANNELS,
     CUSTOMER_ID_PATTERN,
     ChatMessage,
+    Consent,
+    CustomerDetails,
     Feedback,
     InputEvent,
     Item,
@@ -28,10 +31,13 @@ from crmstream.schemas.outputs import (
 )
 
 __all__ = [
+    "CHANNELS",
     "CUSTOMER_ID_PATTERN",
     "Alert",
     "AudienceChange",
     "ChatMessage",
+    "Consent",
+    "CustomerDetails",
     "DeadLetterReason",
     "DeadLetterRecord",
     "DeadLetterSource",

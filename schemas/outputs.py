@@ -78,7 +78,9 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     ``trigger_id`` is derived from the rule and its firing key, so a rule fires once per key.
     ``attributes`` is the rule's rendered ``emit`` payload. ``holdout`` is true when the
     customer is in the rule's control group: the trigger is recorded, so the rule's
-    uplift can be measured, and consumers must not act on it.
+    uplift can be measured, and consumers must not act on it. ``channel`` is the rule's
+    marketing channel, if it names one: the customer consented to it. Text attributes
+    carry no e-mail address, phone or card number (they are redacted).
     """
 
     trigger_id: str
@@ -88,6 +90,7 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     attributes: dict[str, Scalar] = {}
     holdout: bool = False
+    channel: str | None = None
     schema_version: Literal[1] = 1
 
 

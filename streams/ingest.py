@@ -1,7 +1,8 @@
 """The path of every input event: decode, dead-letter the bad, apply the good, learn.
 
-One agent reads ``crm.purchases``, ``crm.chats`` and ``crm.feedback`` together, so all of
-a customer's events in a batch are folded in one pass, in offset order per partition, and
+One agent reads ``crm.purchases``, ``crm.chats``, ``crm.feedback`` and ``crm.customers``
+together, so all of a customer's events in a batch are folded in one pass, in offset order
+per partition, and
 written with one compare-and-set: an output is a pure function of its event and of the
 state that event was applied to. A batch goes through:
 
@@ -25,6 +26,7 @@ import faust
 import msgspec
 from faust.types import Message
 
+from crmstream.models.contact import protect
 from crmstream.models.conversations import MessageScores
 from crmstream.models.events import Output as ModelOutput
 from crmstream.models.events import apply_event
@@ -34,6 +36,7 @@ from crmstream.schemas import (
     Alert,
     AudienceChange,
     ChatMessage,
+    CustomerDetails,
     InvalidEvent,
     Purchase,
     TierChange,
@@ -72,7 +75,9 @@ def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
     """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`.
 
     Its key must be its ``customer_id`` (``key_mismatch`` otherwise); a key that another
-    partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`).
+    partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`). A
+    ``crm.customers`` record is protected at once: its name and contact details go no
+    further than this function (see :mod:`crmstream.models.contact`).
     """
     value = message.value
     if value is None:
@@ -93,6 +98,8 @@ def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
             runtime.policies.currencies.to_base(0.0, record.currency)
         except UnsupportedCurrency as exc:
             raise InvalidEvent("unsupported_currency", str(exc), "$.currency") from None
+    elif isinstance(record, CustomerDetails):
+        record = protect(record, runtime.contact)
     return Delivery(
         message.topic,
         message.partition,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import TP
 
+from crmstream.models.contact import ContactKeys
 from crmstream.models.events import Policies
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
@@ -39,9 +40,12 @@ class Runtime:
     worker_id: str = ""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     routing: Routing = field(init=False)
+    #: The keys that protect ``crm.customers`` contact details as they are decoded.
+    contact: ContactKeys = field(init=False)
 
     def __post_init__(self) -> None:
         self.routing = Routing(self.settings.partitions)
+        self.contact = self.settings.contact_keys()
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them

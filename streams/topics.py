@@ -6,6 +6,7 @@ from crmstream.schemas import (
     Alert,
     AudienceChange,
     ChatMessage,
+    CustomerDetails,
     DeadLetterRecord,
     Feedback,
     Purchase,
@@ -16,6 +17,7 @@ from crmstream.schemas import (
 PURCHASES = "crm.purchases"
 CHATS = "crm.chats"
 FEEDBACK = "crm.feedback"
+CUSTOMERS = "crm.customers"
 ALERTS = "crm.alerts"
 TIER_CHANGES = "crm.tier-changes"
 TRIGGERS = "crm.triggers"
@@ -23,13 +25,18 @@ AUDIENCES = "crm.audiences"
 DEADLETTER = "crm.deadletter"
 
 #: Topics applications publish to, keyed by ``customer_id``.
-INPUTS = (PURCHASES, CHATS, FEEDBACK)
+INPUTS = (PURCHASES, CHATS, FEEDBACK, CUSTOMERS)
 #: Topics crmstream publishes to.
 OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, AUDIENCES, DEADLETTER)
 ALL = INPUTS + OUTPUTS
 
 #: The record type each input topic carries (what the worker decodes and validates).
-INPUT_TYPES = {PURCHASES: Purchase, CHATS: ChatMessage, FEEDBACK: Feedback}
+INPUT_TYPES = {
+    PURCHASES: Purchase,
+    CHATS: ChatMessage,
+    FEEDBACK: Feedback,
+    CUSTOMERS: CustomerDetails,
+}
 #: The record type each output topic carries. Dead letters carry the original bytes, with
 #: the reason in headers; :class:`DeadLetterRecord` is how tools present them.
 OUTPUT_TYPES = {

@@ -80,6 +80,10 @@ _TOPIC_DESCRIPTIONS = {
     topics.CHATS: "Support conversation messages, published by applications. "
     "Keyed by `customer_id`.",
     topics.FEEDBACK: "Ratings and NPS answers, published by applications. Keyed by `customer_id`.",
+    topics.CUSTOMERS: "Customers' names, contact details, country, marketing consent per "
+    "channel and external ids, published by applications. Keyed by `customer_id`. Names, "
+    "e-mail addresses and phone numbers are stored only as keyed hashes (and encrypted "
+    "copies when a key is configured).",
     topics.ALERTS: "Alerts for a human to look at, published by crmstream. Keyed by `customer_id`.",
     topics.TIER_CHANGES: "Value-tier changes, published by crmstream. Keyed by `customer_id`.",
     topics.TRIGGERS: "Marketing rules that fired, published by crmstream. Keyed by `customer_id`.",
@@ -98,7 +102,8 @@ _DEADLETTER_HEADERS = {
     "__connect.errors.exception.message": "The reason as `<code> at <path>: <message>`.",
     "crm.error.code": "Machine-readable reason, e.g. `invalid_json`, `schema_violation`, "
     "`unknown_schema_version`, `bad_customer_id`, `too_large`, `too_deep`, `invalid_utf8`, "
-    "or a processing-stage code: `tombstone`, `key_mismatch`, `unsupported_currency`.",
+    "or a processing-stage code: `tombstone`, `key_mismatch`, `unsupported_currency`, "
+    "`erased`.",
     "crm.error.path": "JSON path of the offending field (`$` for the whole record).",
     "crm.error.message": "The reason, for humans.",
     "crm.source.timestamp": "Timestamp of the rejected record, in seconds since the epoch "

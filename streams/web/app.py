@@ -41,6 +41,7 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, Severity, Tier
@@ -130,6 +131,7 @@ class Dashboard:
         self.acks = AckStore(settings.redis_url)
         self.profiles = ProfileStore(settings.redis_url)
         self.overview = Overview(settings, self.profiles)
+        self.contact_keys = settings.contact_keys()
         self._follower: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -246,14 +248,16 @@ class Dashboard:
              pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
         responses:
           200: {description: "The profile: tier, clv, purchase_propensity, segment,
-                last_purchase_anomaly, sentiment, counts and dates"}
+                last_purchase_anomaly, sentiment, counts and dates, consent per channel,
+                and contact: name, email and phone (decrypted when CRM_PII_ENCRYPTION_KEY
+                is set, else null), country and external_ids"}
           401: {description: not authenticated}
           404: {description: unknown customer}
           422: {description: malformed customer id}
         """
         self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
-        return JSONResponse(profile_view(profile))
+        return JSONResponse(profile_view(profile, self.contact_keys))
 
     async def customer_history(self, request: Request) -> Response:
         """
@@ -464,13 +468,41 @@ _decode_tier = msgspec.json.Decoder(_TierOnly).decode
 _HIDDEN = ("model_state", "streak_event_ids", "history")
 
 
-def profile_view(profile: Profile) -> dict[str, Any]:
-    """A profile as the API shows it: its fields, ``clv``, without internal model state."""
+def profile_view(profile: Profile, keys: ContactKeys | None = None) -> dict[str, Any]:
+    """A profile as the API shows it: its fields, ``clv``, without internal model state;
+    ``contact`` as :func:`contact_view` shows it."""
     data = msgspec.to_builtins(profile)
     for name in _HIDDEN:
         data.pop(name, None)
     data["clv"] = profile.clv
+    data["contact"] = contact_view(profile, keys)
     return data
+
+
+def contact_view(profile: Profile, keys: ContactKeys | None) -> dict[str, Any]:
+    """A customer's contact as the API shows it: name, e-mail and phone decrypted when
+    ``keys`` can open them (``null`` otherwise: never the hashes), country, external ids.
+
+    >>> from crmstream.models.contact import Contact
+    >>> keys = ContactKeys(b"k", bytes(32))
+    >>> sealed = {"email": keys.seal("c1", "email", "ann@example.com")}
+    >>> profile = Profile(customer_id="c1",
+    ...                   contact=Contact(hashes={"email": "ab"}, sealed=sealed))
+    >>> contact_view(profile, keys)["email"], contact_view(profile, None)["email"]
+    ('ann@example.com', None)
+    """
+    contact = profile.contact
+    view: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
+    if contact is None:
+        return {**view, "country": None, "external_ids": {}}
+    for kind in CONTACT_FIELDS:
+        sealed = contact.sealed.get(kind)
+        if sealed is not None and keys is not None and keys.can_seal:
+            try:
+                view[kind] = keys.open(profile.customer_id, kind, sealed)
+            except ValueError:  # sealed with another key
+                view[kind] = None
+    return {**view, "country": contact.country, "external_ids": dict(contact.external_ids)}
 
 
 def alert_view(item: FeedItem, acks: dict[str, Ack], tiers: dict[str, str]) -> dict[str, Any]:
