@@ -6,7 +6,9 @@ per partition, and
 written with one compare-and-set: an output is a pure function of its event and of the
 state that event was applied to. A batch goes through:
 
-1. decode and validate each message; the bad go to ``crm.deadletter`` with their reason;
+1. decode and validate each message; the bad, and those of erased customers (with
+   ``CRM_ERASURE_POLICY=deadletter``, see :mod:`crmstream.streams.erasure`), go to
+   ``crm.deadletter`` with their reason;
 2. load the models of the batch's partitions (once per partition, from its checkpoint);
 3. score customer chat messages (sentiment, intent), once per message;
 4. fold the events into the customers' profiles and write them exactly once
@@ -174,8 +176,15 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     """Apply a batch of input messages (any mix of the input topics); see the module."""
     began = time.perf_counter()
     stages = runtime.stages
+    kept: Sequence[Message] = messages
+    erased: list[Output] = []
+    if runtime.erased is not None:  # events of erased customers are dead-lettered
+        screen = runtime.erased.screen
+        with stages.timed("redis"):
+            kept, erased = await retry_redis("screening erased customers", lambda: screen(messages))
     with stages.timed("decode"):
-        deliveries, rejected = decode_batch(runtime, messages)
+        deliveries, rejected = decode_batch(runtime, kept)
+    rejected.extend(erased)
     if rejected:
         with stages.timed("produce"):
             await runtime.sink.send(rejected)

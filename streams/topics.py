@@ -5,9 +5,11 @@ from __future__ import annotations
 from crmstream.schemas import (
     Alert,
     AudienceChange,
+    AuditEvent,
     ChatMessage,
     CustomerDetails,
     DeadLetterRecord,
+    Erasure,
     Feedback,
     Purchase,
     TierChange,
@@ -23,11 +25,13 @@ TIER_CHANGES = "crm.tier-changes"
 TRIGGERS = "crm.triggers"
 AUDIENCES = "crm.audiences"
 DEADLETTER = "crm.deadletter"
+ERASURES = "crm.erasures"
+AUDIT = "crm.audit"
 
 #: Topics applications publish to, keyed by ``customer_id``.
 INPUTS = (PURCHASES, CHATS, FEEDBACK, CUSTOMERS)
 #: Topics crmstream publishes to.
-OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, AUDIENCES, DEADLETTER)
+OUTPUTS = (ALERTS, TIER_CHANGES, TRIGGERS, AUDIENCES, DEADLETTER, ERASURES, AUDIT)
 ALL = INPUTS + OUTPUTS
 
 #: The record type each input topic carries (what the worker decodes and validates).
@@ -45,4 +49,6 @@ OUTPUT_TYPES = {
     TRIGGERS: Trigger,
     AUDIENCES: AudienceChange,
     DEADLETTER: DeadLetterRecord,
+    ERASURES: Erasure,
+    AUDIT: AuditEvent,
 }

@@ -89,6 +89,10 @@ _TOPIC_DESCRIPTIONS = {
     topics.TRIGGERS: "Marketing rules that fired, published by crmstream. Keyed by `customer_id`.",
     topics.AUDIENCES: "Customers entering and leaving audiences, published by crmstream. "
     "Keyed by `customer_id`.",
+    topics.ERASURES: "Customers crmstream erased, published by crmstream (`crmstream erase`, "
+    "`DELETE /api/customers/{id}`). Keyed by `customer_id`: delete what you hold of them.",
+    topics.AUDIT: "Who read a profile, erased a customer, acknowledged an alert, changed "
+    "the rules or replayed dead letters, and when; published by crmstream.",
     topics.DEADLETTER: "Input records crmstream rejected, published by crmstream. Key and "
     "value are the original record's, byte for byte, so a record can be fixed and replayed; "
     "why and where it was rejected is in the headers.",

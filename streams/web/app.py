@@ -44,7 +44,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
-from crmstream.schemas.outputs import AlertKind, Severity, Tier
+from crmstream.schemas.outputs import AlertKind, AuditAction, Severity, Tier
+from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output
+from crmstream.streams.erasure import Eraser
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
 from crmstream.streams.settings import Settings
 from crmstream.streams.web.acks import Ack, AckStore
@@ -132,6 +134,8 @@ class Dashboard:
         self.profiles = ProfileStore(settings.redis_url)
         self.overview = Overview(settings, self.profiles)
         self.contact_keys = settings.contact_keys()
+        self.outputs = KafkaOutputs(settings.bootstrap_servers)
+        self._eraser: Eraser | None = None
         self._follower: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -149,6 +153,32 @@ class Dashboard:
             await self.overview.stop()
             await self.acks.close()
             await self.profiles.close()
+            await asyncio.to_thread(self.outputs.close)
+
+    @property
+    def eraser(self) -> Eraser:
+        """Erases customers (created on first use)."""
+        if self._eraser is None:
+            settings = self.settings
+            self._eraser = Eraser(
+                self.profiles.client,
+                self.contact_keys,
+                settings.partitions,
+                self.outputs.send,
+                settings.erasure_policy,
+            )
+        return self._eraser
+
+    async def audit(
+        self,
+        principal: Principal,
+        action: AuditAction,
+        target: str | None,
+        **details: Any,
+    ) -> None:
+        """Record on ``crm.audit`` what ``principal`` did (before the answer is sent)."""
+        actor = "api" if principal.via == "token" else f"dashboard:{principal.name}"
+        await self.outputs.send([audit_output(audit_event(actor, action, target, **details))])
 
     def _on_ack(self, ack: Ack) -> None:
         self.feed.broadcast({"type": "ack", **msgspec.to_builtins(ack)})
@@ -255,9 +285,46 @@ class Dashboard:
           404: {description: unknown customer}
           422: {description: malformed customer id}
         """
-        self.caller(request)
+        principal = self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
-        return JSONResponse(profile_view(profile, self.contact_keys))
+        view = profile_view(profile, self.contact_keys)
+        shown = any(view["contact"][kind] is not None for kind in CONTACT_FIELDS)
+        await self.audit(principal, "profile.read", profile.customer_id, contact_shown=shown)
+        return JSONResponse(view)
+
+    async def erase_customer(self, request: Request) -> Response:
+        """
+        summary: Erase a customer (as `crmstream erase`), then publish a notice on crm.erasures.
+        description: "Removes everything crmstream keeps of the customer: profile, dedupe
+          set, model state, history, alert acknowledgements, rule state and audience
+          memberships; recorded on crm.audit. A page request must send its CSRF token."
+        parameters:
+          - {name: customer_id, in: path, required: true, schema: {type: string,
+             pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+        responses:
+          200: {description: "{customer_id, keys_removed, shared_entries_removed,
+                erasure_id, policy}"}
+          401: {description: not authenticated}
+          403: {description: a page request without its CSRF token}
+          422: {description: malformed customer id}
+        """
+        principal = self.caller(request)
+        customer_id = request.path_params["customer_id"]
+        if not _CUSTOMER_ID.match(customer_id):
+            raise ApiError(
+                422, "invalid_customer_id", "a customer id is 1 to 64 of A-Z a-z 0-9 _ . -"
+            )
+        report = await self.eraser.erase(customer_id)
+        self.feed.forget(customer_id)
+        await self.audit(
+            principal,
+            "customer.erase",
+            customer_id,
+            keys_removed=report.keys,
+            shared_entries_removed=report.shared_entries,
+            policy=report.policy,
+        )
+        return JSONResponse(report.as_dict())
 
     async def customer_history(self, request: Request) -> Response:
         """
@@ -269,8 +336,9 @@ class Dashboard:
           404: {description: unknown customer}
           422: {description: malformed customer id}
         """
-        self.caller(request)
+        principal = self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
+        await self.audit(principal, "profile.read", profile.customer_id, part="history")
         history = profile.history
         return JSONResponse(
             {
@@ -349,9 +417,12 @@ class Dashboard:
         alert_id = request.path_params["alert_id"]
         if not _ALERT_ID.match(alert_id):
             raise ApiError(422, "invalid_alert_id", "an alert id is 32 lowercase hex digits")
-        if self.feed.get(alert_id) is None:
+        item = self.feed.get(alert_id)
+        if item is None:
             raise ApiError(404, "unknown_alert", "no such alert among the recent alerts")
-        ack, created = await self.acks.ack(alert_id, principal.name)
+        ack, created = await self.acks.ack(alert_id, principal.name, item.alert.customer_id)
+        if created:
+            await self.audit(principal, "alert.acknowledge", alert_id, by=ack.by)
         return JSONResponse(msgspec.to_builtins(ack), status_code=201 if created else 200)
 
     async def stream(self, request: Request) -> Response:
@@ -625,7 +696,8 @@ def create_dashboard(settings: Settings) -> Starlette:
         Route("/health", board.health),
         Route("/openapi.json", board.openapi, include_in_schema=False),
         Route("/api/session", board.session),
-        Route("/api/customers/{customer_id}", board.customer),
+        Route("/api/customers/{customer_id}", board.customer, methods=["GET"]),
+        Route("/api/customers/{customer_id}", board.erase_customer, methods=["DELETE"]),
         Route("/api/customers/{customer_id}/history", board.customer_history),
         Route("/api/alerts", board.alerts),
         Route("/api/alerts/stream", board.stream),

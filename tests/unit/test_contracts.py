@@ -26,9 +26,11 @@ from crmstream.schemas import (
     CUSTOMER_ID_PATTERN,
     Alert,
     AudienceChange,
+    AuditEvent,
     ChatMessage,
     CustomerDetails,
     DeadLetterRecord,
+    Erasure,
     Feedback,
     InvalidEvent,
     Item,
@@ -62,6 +64,8 @@ FILES: dict[type[msgspec.Struct], str] = {
     Trigger: "trigger.json",
     AudienceChange: "audience_change.json",
     DeadLetterRecord: "dead_letter_record.json",
+    Erasure: "erasure.json",
+    AuditEvent: "audit_event.json",
 }
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
