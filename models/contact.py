@@ -89,7 +89,7 @@ class ContactKeys:
     def digest(self, kind: str, value: str) -> str:
         """The keyed hash of a contact value of ``kind`` (name, email, phone, or ``id``)."""
         message = f"{kind}:{normalise(kind, value) if kind != 'id' else value}".encode()
-        return hmac.new(self.hmac_key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(self.hmac_key, message, hashlib.sha256).hex()
 
     def seal(self, customer_id: str, kind: str, value: str) -> str | None:
         """``value`` encrypted for ``customer_id``'s ``kind`` field (URL-safe base64 of the
