@@ -176,19 +176,32 @@ def _glob(text: str) -> str:
 
 class ErasedIds:
     """The workers' side of ``CRM_ERASURE_POLICY=deadletter``: which messages of a batch
-    belong to erased customers (one ``SMISMEMBER`` per batch, the keyed hash of each
-    distinct key computed once)."""
+    belong to erased customers (one ``SMISMEMBER`` per batch; the keyed hash of a key is
+    computed once and remembered)."""
+
+    #: Keyed hashes remembered (customers come back batch after batch); cleared when full.
+    CACHE = 100_000
 
     def __init__(self, client: Callable[[], aioredis.Redis], keys: ContactKeys) -> None:
         self._client = client
         self.keys = keys
+        self._markers: dict[bytes, str] = {}
+
+    def marker(self, key: bytes) -> str:
+        """The ``crm:erased`` member of a message key (its customer id)."""
+        found = self._markers.get(key)
+        if found is None:
+            if len(self._markers) >= self.CACHE:
+                self._markers.clear()
+            found = self._markers[key] = self.keys.digest("id", key.decode("utf-8", "replace"))
+        return found
 
     async def screen(self, messages: Sequence[Message]) -> tuple[list[Message], list[Output]]:
         """The messages to process, and the dead letters of those of erased customers."""
         customers = list({m.key for m in messages if m.key})
         if not customers:
             return list(messages), []
-        markers = [self.keys.digest("id", k.decode("utf-8", "replace")) for k in customers]
+        markers = [self.marker(k) for k in customers]
         flags = await self._client().smismember(ERASED_KEY, markers)
         erased = {k for k, flag in zip(customers, flags, strict=True) if flag}
         if not erased:
