@@ -2,9 +2,8 @@
 
 One agent reads ``crm.purchases``, ``crm.chats``, ``crm.feedback`` and ``crm.customers``
 together, so all of a customer's events in a batch are folded in one pass, in offset order
-per partition, and
-written with one compare-and-set: an output is a pure function of its event and of the
-state that event was applied to. A batch goes through:
+per partition, and written with one compare-and-set: an output is a pure function of its
+event and of the state that event was applied to. A batch goes through:
 
 1. decode and validate each message; the bad, and those of erased customers (with
    ``CRM_ERASURE_POLICY=deadletter``, see :mod:`crmstream.streams.erasure`), go to

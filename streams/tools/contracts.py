@@ -176,7 +176,7 @@ def json_schemas() -> dict[str, str]:
     --------
     >>> schemas = json_schemas()
     >>> sorted(schemas)[:3]
-    ['alert.json', 'audience_change.json', 'chat_message.json']
+    ['alert.json', 'audience_change.json', 'audit_event.json']
     >>> schemas["feedback.json"].endswith("}\\n")
     True
     """
