@@ -43,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
+from crmstream.models.redaction import redact
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, AuditAction, Severity, Tier
 from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output
@@ -343,7 +344,10 @@ class Dashboard:
         return JSONResponse(
             {
                 "customer_id": profile.customer_id,
-                "messages": msgspec.to_builtins(history.messages),
+                "messages": [
+                    {**m, "excerpt": redact(m["excerpt"])} if m.get("excerpt") else m
+                    for m in msgspec.to_builtins(history.messages)
+                ],
                 "alerts": msgspec.to_builtins(history.alerts),
                 "tiers": msgspec.to_builtins(history.tiers),
             }
@@ -579,6 +583,8 @@ def contact_view(profile: Profile, keys: ContactKeys | None) -> dict[str, Any]:
 def alert_view(item: FeedItem, acks: dict[str, Ack], tiers: dict[str, str]) -> dict[str, Any]:
     """An alert as the API shows it: its fields, where it is on the topic, tier and ack."""
     data = msgspec.to_builtins(item.alert)
+    if data.get("excerpt"):  # redacted by the workers; again for alerts of older versions
+        data["excerpt"] = redact(data["excerpt"])
     ack = acks.get(item.alert.alert_id)
     data.update(
         partition=item.partition,
