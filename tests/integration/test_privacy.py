@@ -179,7 +179,7 @@ def processed(redis_url: str) -> bool:
 
 
 def read_topic(bootstrap: list[str], topic: str) -> list:
-    return list(topicreader.read_topic(bootstrap, topic, idle=0.5))
+    return list(topicreader.read_topic(bootstrap, topic, idle=0.25))
 
 
 def records(bootstrap: list[str], topic: str, type_: type) -> list:
