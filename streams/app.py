@@ -38,7 +38,7 @@ def describe_assignment(assigned: set[TP]) -> str:
     Examples
     --------
     >>> describe_assignment({TP("crm.chats", 2), TP("crm.chats", 0), TP("other", 1)})
-    'crm.chats=0,2 crm.feedback=- crm.purchases=-'
+    'crm.chats=0,2 crm.customers=- crm.feedback=- crm.purchases=-'
     """
     parts = []
     for topic in sorted(topics.INPUTS):

@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from crmstream.streams import topics
 from crmstream.streams.credentials import kafka_python_options, redis_client_url
 from crmstream.streams.health import Unreachable, check_broker, check_redis, redis_reason
 from crmstream.streams.settings import Settings
@@ -271,7 +272,74 @@ def _deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     if report.errors:
         print("nothing replayed: fix the records above and run again", file=sys.stderr)
         return 1
+    from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output, cli_actor
+
+    outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
+    try:
+        event = audit_event(
+            cli_actor(),
+            "deadletter.replay",
+            topics.DEADLETTER,
+            replayed=report.replayed,
+            skipped=report.skipped,
+            fixed=bool(args.fix),
+            reasons=",".join(args.reason or ()) or None,
+        )
+        outputs.send_now([audit_output(event)])
+    finally:
+        outputs.close()
     print(f"replayed {report.replayed} dead letters ({report.skipped} passed over)")
+    return 0
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output, cli_actor
+    from crmstream.streams.erasure import Eraser
+    from crmstream.streams.redis_client import connect
+
+    outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
+
+    async def run() -> dict[str, object]:
+        client = connect(settings.redis_url)
+        try:
+            eraser = Eraser(
+                client,
+                settings.contact_keys(),
+                settings.partitions,
+                outputs.send,
+                settings.erasure_policy,
+                settle=args.settle,
+            )
+            report = await eraser.erase(args.customer_id)
+        finally:
+            await client.aclose()
+        summary = report.as_dict()
+        event = audit_event(
+            cli_actor(),
+            "customer.erase",
+            args.customer_id,
+            keys_removed=report.keys,
+            shared_entries_removed=report.shared_entries,
+            policy=report.policy,
+        )
+        await outputs.send([audit_output(event)])
+        return summary
+
+    try:
+        summary = asyncio.run(run())
+    except ValueError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        outputs.close()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"erased {args.customer_id}: {summary['keys_removed']} keys and "
+            f"{summary['shared_entries_removed']} shared entries removed; notice "
+            f"{summary['erasure_id']} published on {topics.ERASURES}"
+        )
     return 0
 
 
@@ -584,6 +652,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--reason", action="append", help="only this code (repeatable)")
     replay.add_argument("--all", action="store_true", help="also those replayed before")
     replay.set_defaults(run=_deadletter_replay, needs=(_broker_answers,))
+
+    erase = commands.add_parser(
+        "erase",
+        help="remove everything kept of a customer and publish a notice on crm.erasures",
+        description="Remove the customer's profile, dedupe set, model state, history, alert "
+        "acknowledgements, rule state and audience memberships (every key registered in "
+        "crmstream.streams.customer_keys), then publish an erasure notice on crm.erasures "
+        "and an audit record on crm.audit. With CRM_ERASURE_POLICY=deadletter (the "
+        "default) the customer's later events are dead-lettered with reason 'erased'.",
+    )
+    erase.add_argument("customer_id")
+    erase.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds before the second pass that removes what a batch in flight wrote",
+    )
+    erase.add_argument("--json", action="store_true", help="print the summary as JSON")
+    erase.set_defaults(run=_erase, needs=(_redis_answers, _broker_answers))
 
     profile = commands.add_parser("profile", help="print a customer's profile as JSON")
     profile.add_argument("customer_id")

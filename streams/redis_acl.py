@@ -23,11 +23,19 @@ CHANNEL_PATTERN = "crm:*"
 COMMANDS: dict[str, tuple[str, ...]] = {
     "connection": ("ping", "select", "client|setinfo"),
     "strings and keys": ("get", "set", "del", "exists", "expire", "pexpire", "scan"),
-    "hashes": ("hget", "hgetall", "hmget", "hset", "hincrby", "hincrbyfloat", "hlen"),
-    "sets": ("sadd", "srem", "smembers", "scard", "sscan", "srandmember"),
-    "sorted sets": ("zadd", "zrange", "zrangebyscore", "zremrangebyscore", "zmscore"),
+    "hashes": ("hget", "hgetall", "hmget", "hset", "hdel", "hincrby", "hincrbyfloat", "hlen"),
+    "sets": ("sadd", "srem", "smembers", "smismember", "scard", "sscan", "srandmember"),
+    "sorted sets": (
+        "zadd",
+        "zrange",
+        "zrangebyscore",
+        "zrem",
+        "zremrangebyscore",
+        "zmscore",
+        "zscan",
+    ),
     "lists": ("rpush", "ltrim", "lrange"),
-    "streams": ("xadd",),
+    "streams": ("xadd", "xdel"),
     "scripts": ("evalsha", "eval", "script|load", "script|exists"),
     "pub/sub": ("publish", "subscribe", "unsubscribe"),
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from pydantic_settings import (
 # second), which commands that only read settings (and fail fast on bad ones) skip.
 if TYPE_CHECKING:
     from crmstream.models.alerts import AlertPolicy
+    from crmstream.models.contact import ContactKeys
     from crmstream.models.events import Policies
     from crmstream.models.history import HistoryLimits
     from crmstream.models.money import Currencies
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
 
 #: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
 DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
+#: The key of contact hashes when ``CRM_PII_SECRET`` is not set (development only).
+DEVELOPMENT_PII_SECRET = "crmstream-development-pii-key"
 
 #: Where secret files are read from when it exists (``CRM_SECRETS_DIR`` names another):
 #: a file named like a variable, e.g. ``/run/secrets/crm_kafka_sasl_password``, gives that
@@ -205,6 +210,18 @@ class Settings(BaseSettings):
     changes (an invalid change is logged and the previous rules keep running)."""
     rules_reload_interval: float = Field(5.0, gt=0, le=3600)
     """``CRM_RULES_RELOAD_INTERVAL``: seconds between two checks of ``CRM_RULES_FILE``."""
+    pii_secret: SecretStr = SecretStr("")
+    """``CRM_PII_SECRET``: key of the HMAC-SHA256 hashes kept of customers' names, e-mail
+    addresses and phone numbers, and of the markers of erased customer ids. Set it in
+    production (a long random string, the same for every process, never changed: hashes
+    made with another key do not match); empty means a fixed development key."""
+    pii_encryption_key: SecretStr = SecretStr("")
+    """``CRM_PII_ENCRYPTION_KEY``: base64 of a 16-, 24- or 32-byte AES key. When set, an
+    AES-GCM encrypted copy of each name, e-mail address and phone number is kept, and the
+    dashboard shows them to logged-in users; empty: only keyed hashes are kept."""
+    erasure_policy: Literal["deadletter", "allow"] = "deadletter"
+    """``CRM_ERASURE_POLICY``: what happens to events that arrive for a customer after
+    ``crmstream erase``: ``deadletter`` (reason ``erased``) or ``allow`` (a fresh profile)."""
     shutdown_timeout: float = Field(15.0, gt=0, le=3600)
     """``CRM_SHUTDOWN_TIMEOUT``: seconds a worker may take to stop after SIGTERM or Ctrl-C
     before it exits anyway (exit code 3), whatever it is waiting for."""
@@ -247,6 +264,13 @@ class Settings(BaseSettings):
         problem = redis_url_problem(value)
         if problem:
             raise ValueError(f"{problem}, got {redact_url(value)!r}")
+        return value
+
+    @field_validator("pii_encryption_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            _aes_key_bytes(value.get_secret_value())
         return value
 
     @property
@@ -322,6 +346,14 @@ class Settings(BaseSettings):
         secret = self.checkpoint_secret.get_secret_value()
         return (secret or DEVELOPMENT_CHECKPOINT_SECRET).encode()
 
+    def contact_keys(self) -> ContactKeys:
+        """The keys that protect customers' contact details (see ``CRM_PII_*``)."""
+        from crmstream.models.contact import ContactKeys
+
+        secret = self.pii_secret.get_secret_value() or DEVELOPMENT_PII_SECRET
+        text = self.pii_encryption_key.get_secret_value()
+        return ContactKeys(secret.encode(), _aes_key_bytes(text) if text else None)
+
     def currencies(self) -> Currencies:
         """Exchange rates into the base currency."""
         from crmstream.models.money import Currencies
@@ -385,6 +417,17 @@ def transport_problems(settings: Settings) -> list[str]:
         if path and not os.access(path, os.R_OK):
             problems.append(f"{name}={path}: no readable file there")
     return problems
+
+
+def _aes_key_bytes(text: str) -> bytes:
+    """The AES key a ``CRM_PII_ENCRYPTION_KEY`` value holds (standard or URL-safe base64)."""
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (e.g. from `openssl rand -base64 32`)") from None
+    if len(key) not in (16, 24, 32):
+        raise ValueError(f"must hold a 16-, 24- or 32-byte AES key, not {len(key)} bytes")
+    return key
 
 
 def _is_host_port(server: str) -> bool:

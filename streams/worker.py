@@ -372,6 +372,11 @@ class Worker(faust.Worker):
                 "CRM_CHECKPOINT_SECRET is not set: model checkpoints are authenticated with a "
                 "development key; set a secret in production"
             )
+        if not self.settings.pii_secret.get_secret_value():
+            log.warning(
+                "CRM_PII_SECRET is not set: contact details are hashed with a development "
+                "key; set a secret in production"
+            )
         await asyncio.to_thread(declare_topics, self.settings)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:

@@ -18,6 +18,7 @@ const TOPICS = {
   "crm.purchases": "purchase.json",
   "crm.chats": "chat_message.json",
   "crm.feedback": "feedback.json",
+  "crm.customers": "customer_details.json",
 };
 
 const ajv = new Ajv2020({ allErrors: true });

@@ -138,6 +138,18 @@ class AlertFeed:
         """The buffered alert with this id (the newest copy), or ``None``."""
         return self._by_id.get(alert_id)
 
+    def forget(self, customer_id: str) -> int:
+        """Drop a customer's alerts from the buffer (they were erased); returns how many.
+        Kafka keeps them until the topic's retention: consumers follow ``crm.erasures``."""
+        kept = deque(i for i in self.buffer if i.alert.customer_id != customer_id)
+        dropped = len(self.buffer) - len(kept)
+        if dropped:
+            self.buffer = kept
+            self._by_id = {
+                k: v for k, v in self._by_id.items() if v.alert.customer_id != customer_id
+            }
+        return dropped
+
     def recent(self) -> list[FeedItem]:
         """Every buffered alert, oldest first."""
         return list(self.buffer)
