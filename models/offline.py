@@ -64,7 +64,7 @@ class OfflinePartition:
         snapshot, lesson = state.snapshot(self._offset), state.lesson(self._offset)
         day = to_days(purchase.occurred_at)
         model = self.models.propensity
-        older = self._days.due(model, model.clock, max(model.clock, day))
+        older = self._days.due(model, model.clock, model.watermark(day))
 
         def learn(arrival: Arrival) -> None:
             if lesson is not None:

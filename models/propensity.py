@@ -14,8 +14,18 @@ following period of ``period_days`` (default 30), given none before it. Each per
 each snapshot is one delayed label:
 
 * when the customer buys again, the period the purchase falls in is labelled 1;
-* when the event-time clock (the latest ``occurred_at`` seen, never the wall clock)
-  passes the end of a period without a purchase, that period is labelled 0.
+* when the event-time clock passes the end of a period without a purchase, that period
+  is labelled 0.
+
+The clock is a *watermark*: the latest ``occurred_at`` seen on the partition minus an
+allowed lateness (``lateness_days``), never the wall clock. A period closes only once the
+watermark passes its end, so a purchase that arrives up to the allowed lateness after
+newer ones still counts. A purchase dated before the watermark is *late*: it does not move
+the watermark, does not resolve the previous snapshot's horizon, and its snapshot teaches
+only the periods still open (ending after the watermark); periods the watermark has
+passed are never learned from it. History published after newer events therefore teaches
+the hazard nothing it would have to learn as "overdue", instead of every period of every
+old snapshot falling due at once, negative.
 
 A period is learned when it closes, positive or negative, so both labels of a period
 reach the classifier at the same point in the stream: learning positives as soon as they
@@ -370,9 +380,13 @@ class PropensityModel(base.Estimator):
         max_periods: int = 12,
         learning_rate: float = 0.05,
         min_examples: int = 2000,
+        lateness_days: float = 0.0,
     ) -> None:
         if horizon_days <= 0 or period_days <= 0:
             raise ValueError("horizon_days and period_days must be positive")
+        if lateness_days < 0:
+            raise ValueError("lateness_days must be >= 0")
+        self.lateness_days = lateness_days
         self.horizon_days = horizon_days
         self.period_days = period_days
         self.max_periods = max_periods
@@ -386,6 +400,25 @@ class PropensityModel(base.Estimator):
         self.rolling_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
         self.period_auc = RollingAUC(window_size=METRICS_WINDOW)
         self.period_log_loss = utils.Rolling(metrics.LogLoss, window_size=METRICS_WINDOW)
+
+    #: Allowed lateness, days (a class default for models pickled before it existed).
+    lateness_days: float = 0.0
+
+    def watermark(self, day: float) -> float:
+        """The clock after an event of ``day``: the watermark never goes back.
+
+        Examples
+        --------
+        >>> model = PropensityModel(lateness_days=2.0)
+        >>> model.clock = 100.0
+        >>> model.watermark(101.0), model.watermark(105.0)
+        (100.0, 103.0)
+        """
+        return max(self.clock, day - self.lateness_days)
+
+    def is_late(self, day: float) -> bool:
+        """Whether an event of ``day`` is dated before the watermark."""
+        return day < self.clock
 
     @property
     def window_days(self) -> float:
@@ -605,20 +638,23 @@ def learn_purchases(
     """
     waiting = [(d.order(), d) for d in older if d.at > model.clock]
     heapq.heapify(waiting)
-    # Labels falling due after the run's last purchase wait for a later run (which finds
+    # Labels falling due after the run's last watermark wait for a later run (which finds
     # them in the index of snapshot days): only those due by then are scheduled here.
-    upto = max([model.clock, *(a.day for a in arrivals)])
+    upto = max([model.clock, *(a.day - model.lateness_days for a in arrivals)])
     for arrival in arrivals:
-        model.clock = max(model.clock, arrival.day)
+        late = model.is_late(arrival.day)
+        model.clock = model.watermark(arrival.day)
         _settle_until(model, waiting, arrival.offset, snapshots_of)
         if on_arrival is not None:
             on_arrival(arrival)
         if arrival.snapshot is not None:
-            kept = snapshots_of(arrival.customer_id)
-            i = bisect.bisect_left(kept, arrival.offset, key=_offset)
-            model.arrived(kept[i - 1] if i else None, arrival.day)
+            if not late:
+                kept = snapshots_of(arrival.customer_id)
+                i = bisect.bisect_left(kept, arrival.offset, key=_offset)
+                model.arrived(kept[i - 1] if i else None, arrival.day)
             for item in model.due(arrival.customer_id, arrival.snapshot, upto):
-                heapq.heappush(waiting, (item.order(), item))
+                if item.at > model.clock:  # a late snapshot's closed periods teach nothing
+                    heapq.heappush(waiting, (item.order(), item))
             _settle_until(model, waiting, arrival.offset + 1, snapshots_of)
 
 
@@ -714,8 +750,11 @@ class PurchasePropensity(PropensityModel):
         max_periods: int = 12,
         learning_rate: float = 0.05,
         min_examples: int = 2000,
+        lateness_days: float = 0.0,
     ) -> None:
-        super().__init__(horizon_days, period_days, max_periods, learning_rate, min_examples)
+        super().__init__(
+            horizon_days, period_days, max_periods, learning_rate, min_examples, lateness_days
+        )
         self.snapshots: dict[str, list[Snapshot]] = {}
         self._days = SnapshotDays()
         self._seq = 0
@@ -739,7 +778,7 @@ class PurchasePropensity(PropensityModel):
         self._seq += 1
         kept = self.snapshots.setdefault(customer_id, [])
         snapshot = self.snapshot(kept[-1] if kept else None, self._seq, day, amount, sentiment)
-        older = self._days.due(self, self.clock, max(self.clock, day))
+        older = self._days.due(self, self.clock, self.watermark(day))
         kept.append(snapshot)
         arrival = Arrival(customer_id, self._seq, day, snapshot)
         learn_purchases(self, [arrival], older, self._snapshots_of)

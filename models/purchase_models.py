@@ -64,10 +64,14 @@ class PurchaseModels:
         n_segments: int = 4,
         anomaly_threshold: float = 0.95,
         anomaly_warmup: int = 500,
+        lateness_days: float = 0.0,
     ) -> PurchaseModels:
-        """Fresh models with the given settings."""
+        """Fresh models with the given settings (``lateness_days``: the propensity
+        watermark's allowed lateness)."""
         return cls(
-            PropensityModel(horizon_days=horizon_days, period_days=period_days),
+            PropensityModel(
+                horizon_days=horizon_days, period_days=period_days, lateness_days=lateness_days
+            ),
             CustomerSegments(n_segments=n_segments),
             PurchaseAnomaly(threshold=anomaly_threshold, warmup=anomaly_warmup),
         )

@@ -251,7 +251,7 @@ class Replicas:
             added[partition] = [
                 (a.customer_id, a.offset, a.snapshot.day) for a, _ in items if a.snapshot
             ]
-            upto = max(a.day for a, _ in items)
+            upto = model.watermark(max(a.day for a, _ in items))
             if upto > model.clock:
                 ranges[partition] = (model, model.clock, upto)
         if not added:
