@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from river import base, linear_model, metrics, optim, utils
+from river import base, metrics, utils
 
 DAY = 86400.0
 
@@ -179,6 +179,91 @@ def customer_features(history: History, elapsed: float) -> dict[str, float]:
     }
 
 
+class AveragedLogisticRegression(base.Classifier):
+    """Online logistic regression that predicts with an average of its recent weights.
+
+    Plain SGD on the log loss, with a learning rate that starts at ``initial_rate`` and
+    decays as ``1 / sqrt(1 + n / decay_steps)`` down to ``learning_rate``: the first
+    labels of a young stream move the weights quickly, later ones fine-tune them.
+    Predictions use an exponential moving average of the weights over about
+    ``1 / (1 - averaging)`` updates (Polyak averaging, bias-corrected like Adam's moments),
+    which removes most of the step-to-step noise of SGD without slowing it down: on the
+    CDNOW grid of ``crmstream evaluate propensity --grid`` it is what brings the online
+    hazard level with a batch logistic regression. Features are a sparse ``dict``.
+
+    Examples
+    --------
+    >>> model = AveragedLogisticRegression()
+    >>> for _ in range(300):
+    ...     model.learn_one({"a": 1.0}, True)
+    ...     model.learn_one({"b": 1.0}, False)
+    >>> a, b = model.predict_proba_one({"a": 1.0}), model.predict_proba_one({"b": 1.0})
+    >>> a[True] > 0.8 > 0.2 > b[True]
+    True
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.05,
+        initial_rate: float = 0.5,
+        decay_steps: int = 2000,
+        averaging: float = 0.9999,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.initial_rate = initial_rate
+        self.decay_steps = decay_steps
+        self.averaging = averaging
+        self.weights: dict[str, float] = {}
+        self.intercept = 0.0
+        self.n = 0
+        self._average: dict[str, float] = {}
+        self._average_intercept = 0.0
+        self._kept = 1.0  # averaging ** n: the weight of the zero start in the average
+
+    @property
+    def _multiclass(self) -> bool:
+        return False
+
+    @staticmethod
+    def _sigmoid(z: float) -> float:
+        return 1.0 / (1.0 + math.exp(-min(max(z, -30.0), 30.0)))
+
+    def learn_one(self, x: dict[str, float], y: bool) -> None:  # type: ignore[override]
+        weights = self.weights
+        z = self.intercept
+        for name, value in x.items():
+            z += weights.get(name, 0.0) * value
+        step = self._sigmoid(z) - float(y)
+        rate = max(
+            self.learning_rate, self.initial_rate / math.sqrt(1.0 + self.n / self.decay_steps)
+        )
+        step *= rate
+        for name, value in x.items():
+            weights[name] = weights.get(name, 0.0) - step * value
+        self.intercept -= step
+        self.n += 1
+        keep = self.averaging
+        new = 1.0 - keep
+        average = self._average
+        for name, weight in weights.items():
+            average[name] = keep * average.get(name, 0.0) + new * weight
+        self._average_intercept = keep * self._average_intercept + new * self.intercept
+        self._kept *= keep
+
+    def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:  # type: ignore[override]
+        if not self.n:
+            return {False: 0.5, True: 0.5}
+        average = self._average
+        z = self._average_intercept
+        for name, value in x.items():
+            z += average.get(name, 0.0) * value
+        p = self._sigmoid(z / (1.0 - self._kept))
+        return {False: 1.0 - p, True: p}
+
+    def predict_one(self, x: dict[str, float]) -> bool:  # type: ignore[override]
+        return self.predict_proba_one(x)[True] >= 0.5
+
+
 class PeriodHazard(base.Classifier):
     """Probability that a customer buys within one period, given ``t`` days of silence.
 
@@ -222,9 +307,7 @@ class PeriodHazard(base.Classifier):
         self.max_periods = max_periods
         self.learning_rate = learning_rate
         self.min_examples = min_examples
-        self.regression = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), intercept_lr=learning_rate
-        )
+        self.regression = AveragedLogisticRegression(learning_rate=learning_rate)
         self.examples: Counter[int] = Counter()
         self._known_period = 0
 
@@ -427,11 +510,13 @@ class PropensityModel(base.Estimator):
 
     # -- prediction -------------------------------------------------------------------
 
-    def predict_history(self, history: History, now: float) -> float:
-        """Probability that a customer with ``history`` buys in the horizon after ``now``
-        (days since the epoch)."""
+    def predict_history(
+        self, history: History, now: float, horizon_days: float | None = None
+    ) -> float:
+        """Probability that a customer with ``history`` buys in the horizon (the model's,
+        or ``horizon_days``) after ``now`` (days since the epoch)."""
         start = max(now - history.last, 0.0)
-        end = start + self.horizon_days
+        end = start + (self.horizon_days if horizon_days is None else horizon_days)
         log_survival = 0.0
         t = start
         while t < end:

@@ -424,6 +424,10 @@ def _evaluate_propensity(args: argparse.Namespace, settings: Settings) -> int:
 
     from crmstream.streams.evaluation.propensity import run
 
+    if args.grid:
+        from crmstream.streams.evaluation.propensity_grid import run_grid
+
+        return run_grid(args.json, Path(args.data) if args.data else None, start=args.grid_start)
     return run(
         args.calibration_end,
         args.horizon_days,
@@ -659,6 +663,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         metavar="FILE",
         help="a purchase file in the CDNOW format instead of the installed CDNOW data",
+    )
+    propensity.add_argument(
+        "--grid",
+        action="store_true",
+        help="instead of one split, every month end from --grid-start with horizons of 90, "
+        "180, 273 and 365 days where they fit: the online model's AUC against the batch "
+        "logistic regression's (no report is written)",
+    )
+    propensity.add_argument(
+        "--grid-start",
+        type=_iso_date,
+        default=date(1997, 4, 30),
+        metavar="YYYY-MM-DD",
+        help="first calibration end of --grid (default: 1997-04-30)",
     )
     propensity.set_defaults(run=_evaluate_propensity)
 
