@@ -68,7 +68,7 @@ class OfflinePartition:
 
         def learn(arrival: Arrival) -> None:
             if lesson is not None:
-                self.models.learn(lesson)
+                self.models.learn(lesson, arrival.snapshot)
 
         learn_purchases(
             model, [Arrival(customer, self._offset, day, snapshot)], older, self._snapshots, learn

@@ -300,7 +300,7 @@ class Replicas:
         def on_arrival(arrival: Arrival) -> None:
             lesson = lessons.get(arrival.offset)
             if lesson is not None:
-                models.purchases.learn(lesson)
+                models.purchases.learn(lesson, arrival.snapshot)
 
         with stages.timed("purchase_models"):
             learn_purchases(

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     max_future: float = Field(86400.0, gt=0)
     """``CRM_MAX_FUTURE``: seconds an event's ``occurred_at`` may be ahead of the worker's
     wall clock; events dated further ahead are dead-lettered (``future_timestamp``)."""
+    value_horizon_days: float = Field(365.0, gt=0, le=3650)
+    """``CRM_VALUE_HORIZON_DAYS``: horizon of the profile's ``predicted_revenue`` and
+    ``predicted_clv``, the revenue (and CLV) expected from a customer in this many days."""
     segments: int = Field(4, ge=2, le=32)
     """``CRM_SEGMENTS``: number of customer segments (online k-means clusters)."""
     anomaly_threshold: float = Field(0.95, gt=0, le=1)
@@ -222,6 +225,7 @@ class Settings(BaseSettings):
             anomaly_threshold=self.anomaly_threshold,
             anomaly_warmup=self.anomaly_warmup,
             lateness_days=self.allowed_lateness / 86400.0,
+            value_horizon_days=self.value_horizon_days,
         )
 
     def policies(self) -> Policies:
