@@ -127,6 +127,8 @@ PROFILE_FIELDS: dict[str, Field] = {
     "purchase_propensity": (float, True),
     "segment": (int, True),
     "last_purchase_anomaly": (float, True),
+    "predicted_revenue": (float, True),
+    "predicted_clv": (float, True),
     "days_since_first_purchase": (float, True),
     "days_since_last_purchase": (float, True),
 }
@@ -1070,6 +1072,8 @@ def profile_view(profile: Profile, at: datetime) -> dict[str, Any]:
         "purchase_propensity": profile.purchase_propensity,
         "segment": profile.segment,
         "last_purchase_anomaly": profile.last_purchase_anomaly,
+        "predicted_revenue": profile.predicted_revenue,
+        "predicted_clv": profile.predicted_clv,
         "days_since_first_purchase": _days(at, profile.first_purchase_at),
         "days_since_last_purchase": _days(at, profile.last_purchase_at),
     }
