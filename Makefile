@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml Makefile examples/node/package-lock.json | system
 demo: $(STAMP)
 	$(BIN)/crmstream demo --seconds $(DEMO_SECONDS)
 
+# Two pytest processes: the tests with servers run one after another on one of them (see
+# tests/conftest.py), the pure tests and doctests on the other.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Debian packages some tests need: chromium for the browser test (tests/browser, driven by
 # Playwright's executable_path: Playwright's own browser download cannot work offline),

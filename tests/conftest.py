@@ -42,3 +42,12 @@ def start_worker(tmp_path: Path, stack: EmbeddedStack):
     yield _start
     for worker in workers:
         worker.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs two workers), the tests that start servers
+    and worker processes run one after another on one worker, as they would alone: their
+    timeouts are sized for that. The pure tests and doctests run beside them on the other."""
+    for item in items:
+        if item.get_closest_marker("integration") is not None:
+            item.add_marker(pytest.mark.xdist_group("servers"))
