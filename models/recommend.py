@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -63,9 +63,9 @@ class RecommendParams(msgspec.Struct, frozen=True, kw_only=True):
     neighbours: int = 20
     max_items: int = 60
     popular: int = 50
-    co_weight: float = 0.5
-    popularity_weight: float = 0.3
-    cycle_damping: float = 0.5
+    co_weight: float = 0.1
+    popularity_weight: float = 0.05
+    cycle_damping: float = 0.0
 
 
 DEFAULT_PARAMS = RecommendParams()
@@ -173,15 +173,28 @@ class ItemStats:
     count: dict[str, float] = field(default_factory=dict)
     total: float = 0.0
     neighbours: dict[str, dict[str, float]] = field(default_factory=dict)
-    _popular: list[tuple[str, float]] | None = None
+    #: The ``params.popular`` heaviest items: counts only grow, so an item enters when it
+    #: passes the lightest of them (``_floor`` is a lower bound of that lightest count).
+    _best: dict[str, float] = field(default_factory=dict)
+    _floor: float = 0.0
 
     def learn(self, update: BasketUpdate) -> None:
         """Add one basket."""
         w = update.weight
         self.total += w
         count = self.count
+        best = self._best
+        size = self.params.popular
         for item in update.items:
-            count[item] = count.get(item, 0.0) + w
+            value = count[item] = count.get(item, 0.0) + w
+            if item in best or len(best) < size:
+                best[item] = value
+            elif value > self._floor:
+                lightest = min(best, key=best.__getitem__)
+                if value > best[lightest]:
+                    del best[lightest]
+                    best[item] = value
+                self._floor = min(best.values())
         head = update.items[: update.paired]
         cap = self.params.cap
         for a in head:
@@ -194,7 +207,6 @@ class ItemStats:
             if len(row) > cap + cap // 2:  # as Redis trims: keep the ``cap`` heaviest
                 kept = heapq.nlargest(cap, row.items(), key=lambda kv: kv[1])
                 self.neighbours[a] = dict(kept)
-        self._popular = None
 
     def top_neighbours(self, item: str, n: int) -> list[tuple[str, float]]:
         """The ``n`` items most often bought with ``item``, heaviest first (ties by name)."""
@@ -204,10 +216,8 @@ class ItemStats:
         return sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
     def popular(self, n: int) -> list[tuple[str, float]]:
-        """The ``n`` most bought items, heaviest first (cached until the next basket)."""
-        if self._popular is None or len(self._popular) < min(n, len(self.count)):
-            self._popular = heapq.nlargest(n, self.count.items(), key=lambda kv: (kv[1], kv[0]))
-        return self._popular[:n]
+        """The ``n`` (at most ``params.popular``) most bought items, heaviest first."""
+        return sorted(self._best.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
     def view(self, items: Iterable[str], params: RecommendParams) -> ItemView:
         """What :func:`recommend` reads of the statistics for a basket of ``items``."""
@@ -258,8 +268,8 @@ def remember(
             bought.append(
                 ItemHistory(item, old.baskets + 1, old.weight + w, old.first, max(old.last, at))
             )
-    rest = sorted(known.values(), key=lambda x: -x.last)
-    kept = (bought + rest)[: params.max_items]
+    # Keep the heaviest: an item bought often lately outweighs one bought once long ago.
+    kept = sorted([*bought, *known.values()], key=lambda x: -x.weight)[: params.max_items]
     return CustomerItems(
         items=kept,
         last_basket=unique[: params.basket_items] if unique else state.last_basket,

