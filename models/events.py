@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from crmstream.models import traits
+from crmstream.models import recommend, traits
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
 from crmstream.models.conversations import MessageScores
 from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
@@ -25,6 +25,7 @@ from crmstream.models.history import HistoryLimits, MessageEntry, remember
 from crmstream.models.money import Currencies
 from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
+from crmstream.models.recommend import DEFAULT_PARAMS, EMPTY_VIEW, ItemView, RecommendParams
 from crmstream.models.rules import RuleSet, event_view, fire
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
@@ -41,13 +42,15 @@ DEFAULT_HISTORY = HistoryLimits()
 @dataclass(frozen=True)
 class Policies:
     """The configured business rules an event is applied with; ``rules`` are the
-    marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured."""
+    marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured;
+    ``recommend`` how recommendations are learned and scored."""
 
     tiers: TierPolicy
     alerts: AlertPolicy
     currencies: Currencies
     rules: RuleSet | None = None
     history: HistoryLimits = DEFAULT_HISTORY
+    recommend: RecommendParams = DEFAULT_PARAMS
 
 
 def apply_event(
@@ -58,13 +61,16 @@ def apply_event(
     purchase_models: PurchaseModels,
     scores: MessageScores | None = None,
     retention: Retention = KEEP_ALL,
+    items: ItemView = EMPTY_VIEW,
 ) -> tuple[Profile, list[Output]]:
     """Apply one event to a customer's profile; return the new profile and its outputs.
 
     ``offset`` is the event's position in its partition; ``purchase_models`` are the
     partition's (a purchase is scored with them); ``scores`` are a customer chat
     message's sentiment and intent (scored once per message, before the batch is folded);
-    ``retention`` says what the customer's model state may forget.
+    ``retention`` says what the customer's model state may forget; ``items`` is what the
+    shared item statistics say of the batch's purchased items (a purchase with items is
+    remembered and the customer's recommendations scored with it).
 
     Examples
     --------
@@ -80,7 +86,7 @@ def apply_event(
     """
     if isinstance(event, Purchase):
         after, outputs, view = _purchase(
-            profile, event, offset, policies, purchase_models, retention
+            profile, event, offset, policies, purchase_models, retention, items
         )
         said = None
     elif isinstance(event, ChatMessage):
@@ -144,6 +150,7 @@ def _purchase(
     policies: Policies,
     models: PurchaseModels,
     retention: Retention,
+    items: ItemView,
 ) -> tuple[Profile, list[Output], dict[str, object] | None]:
     fx = policies.currencies
     amount = fx.to_base(purchase.amount, purchase.currency)
@@ -159,5 +166,10 @@ def _purchase(
         )
     new = scored.profile
     new.activity = traits.record(new.activity, purchase.occurred_at, orders=1, revenue=amount)
+    if purchase.items:
+        params = policies.recommend
+        at = purchase.occurred_at.timestamp()
+        new.items = recommend.remember(new.items, [x.sku for x in purchase.items], at, params)
+        new.recommendations = recommend.recommend(new.items, items, at, params)
     view = event_view(purchase, amount=amount, cost=cost) if policies.rules is not None else None
     return new, outputs, view

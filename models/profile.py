@@ -8,6 +8,7 @@ import msgspec
 
 from crmstream.models.customer_state import CustomerModelState
 from crmstream.models.history import History
+from crmstream.models.recommend import CustomerItems, Recommendation
 from crmstream.models.tiers import TierPolicy
 from crmstream.models.traits import DayActivity
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
@@ -39,6 +40,10 @@ class Profile(msgspec.Struct, kw_only=True):
     fires a rule or changes an audience twice.
     ``history`` is the customer's recent messages, alerts and tier changes, bounded
     (:mod:`crmstream.models.history`).
+
+    ``items`` is what recommendations keep of the customer's purchases (their items, how
+    often and when), and ``recommendations`` their top-k items with a score and a reason,
+    as recommended at their latest purchase with items (:mod:`crmstream.models.recommend`).
     """
 
     customer_id: str
@@ -69,6 +74,8 @@ class Profile(msgspec.Struct, kw_only=True):
     rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)
     audiences: list[str] = msgspec.field(default_factory=list)
     history: History = msgspec.field(default_factory=History)
+    items: CustomerItems = msgspec.field(default_factory=CustomerItems)
+    recommendations: list[Recommendation] = msgspec.field(default_factory=list)
 
     @property
     def clv(self) -> float:

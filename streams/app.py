@@ -16,6 +16,7 @@ from crmstream.models.conversations import ConversationModels
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.due import DueIndex
+from crmstream.streams.items import ItemStore
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.prometheus import WorkerMetrics, expose
 from crmstream.streams.replicas import PartitionModels, Replicas
@@ -100,6 +101,7 @@ def create_app(
         ),
         checkpoints=checkpoints,
         rules=rules,
+        items=ItemStore(settings.redis_url, policies.recommend),
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         metrics=WorkerMetrics(settings.liveness_timeout),
     )

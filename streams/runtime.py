@@ -12,6 +12,7 @@ from faust.types import TP
 from crmstream.models.events import Policies
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.items import ItemStore
 from crmstream.streams.metrics import Stages, flush_counts
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
 from crmstream.streams.prometheus import WorkerMetrics
@@ -36,6 +37,8 @@ class Runtime:
     checkpoints: CheckpointStore
     stages: Stages = field(default_factory=Stages)
     rules: RulesWatcher | None = None
+    #: The shared item statistics of recommendations (None: purchases' items are ignored).
+    items: ItemStore | None = None
     worker_id: str = ""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     routing: Routing = field(init=False)
