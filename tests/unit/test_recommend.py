@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crmstream.models.alerts import AlertPolicy
+from crmstream.models.events import Policies, apply_event
+from crmstream.models.money import Currencies
+from crmstream.models.profile import Profile
+from crmstream.models.purchase_models import PurchaseModels
 from crmstream.models.recommend import (
     DAY,
     DEFAULT_PARAMS,
@@ -18,6 +25,10 @@ from crmstream.models.recommend import (
     recommend,
     remember,
 )
+from crmstream.models.rules import load_rules
+from crmstream.models.tiers import TierPolicy
+from crmstream.schemas import Purchase, Trigger
+from crmstream.schemas.inputs import Item
 
 
 def _learn_all(
@@ -126,3 +137,27 @@ def test_top_k_is_at_most_k_distinct_items_best_first(baskets: list[list[str]], 
     assert len(items) == len(set(items)) <= k
     assert [r.score for r in top] == sorted((r.score for r in top), reverse=True)
     assert all(r.reason for r in top)
+
+
+def test_a_trigger_can_carry_the_next_best_offer() -> None:
+    rules = load_rules(
+        "rules:\n"
+        "  - id: offer\n"
+        "    on: [purchase]\n"
+        "    when: after.next_best_offer != null\n"
+        "    emit:\n"
+        '      offer: "{{ after.next_best_offer }}"\n'
+        '      why: "{{ after.next_best_offer_reason }}"\n'
+    )
+    policies = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}), rules)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    plain = Purchase(event_id="p1", customer_id="c1", occurred_at=at, amount=5.0)
+    profile, outputs = apply_event(
+        Profile(customer_id="c1"), plain, 0, policies, PurchaseModels.create()
+    )
+    assert outputs == []  # no items bought yet: no offer
+    basket = msgspec.structs.replace(plain, event_id="p2", items=[Item(sku="tea")])
+    profile, outputs = apply_event(profile, basket, 1, policies, PurchaseModels.create())
+    [trigger] = [o for o in outputs if isinstance(o, Trigger)]
+    assert trigger.attributes == {"offer": "tea", "why": "you bought this before"}
+    assert profile.recommendations[0].item == "tea"
