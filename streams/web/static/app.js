@@ -137,11 +137,14 @@ const PROFILE_FIELDS = [
   ["last_purchase_anomaly", "last purchase anomaly"], ["sentiment_avg", "sentiment (average)"],
   ["last_sentiment", "last sentiment"], ["last_intent", "last intent"], ["messages", "messages"],
   ["feedback", "feedback"], ["last_rating", "last rating"], ["last_purchase_at", "last purchase"],
-  ["last_message_at", "last message"],
+  ["last_message_at", "last message"], ["recommendations", "recommended"],
 ];
 
 function formatValue(key, value) {
   if (value === null || value === undefined) return "–";
+  if (key === "recommendations") {
+    return value.length ? value.slice(0, 5).map((r) => `${r.item} (${r.reason})`).join(", ") : "–";
+  }
   if (key.endsWith("_at")) return when(value);
   if (typeof value === "number" && (key === "clv" || key === "revenue")) return value.toFixed(2);
   if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);
