@@ -58,9 +58,9 @@ class RecommendParams(msgspec.Struct, frozen=True, kw_only=True):
     k: int = 10
     tau_days: float = 120.0
     personal_tau_days: float = 150.0
-    basket_items: int = 30
+    basket_items: int = 10
     cap: int = 200
-    neighbours: int = 20
+    neighbours: int = 10
     max_items: int = 60
     popular: int = 50
     co_weight: float = 0.1

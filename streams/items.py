@@ -114,18 +114,28 @@ def _number(value: Any) -> float:
 class ItemStore:
     """Reads and updates the shared item statistics; the client is created on first use.
 
-    ``popular_ttl`` seconds is how long a worker reuses the popular items it read (they
-    move slowly; reading 16 shards per batch would not).
+    ``popular_ttl`` seconds is how long a worker reuses the popular items it read, and
+    ``item_ttl`` an item's count and neighbours (they move slowly: a grocery's popular
+    items are in most batches, and reading them for each would cost more than the rest of
+    the recommendation). At most ``cached_items`` items are kept.
     """
 
     def __init__(
-        self, redis_url: str, params: RecommendParams = DEFAULT_PARAMS, popular_ttl: float = 5.0
+        self,
+        redis_url: str,
+        params: RecommendParams = DEFAULT_PARAMS,
+        popular_ttl: float = 5.0,
+        item_ttl: float = 30.0,
+        cached_items: int = 50_000,
     ) -> None:
         self.redis_url = redis_url
         self.params = params
         self.popular_ttl = popular_ttl
+        self.item_ttl = item_ttl
+        self.cached_items = cached_items
         self._client: aioredis.Redis | None = None
         self._popular: tuple[float, float, list[tuple[str, float]]] | None = None
+        self._items: dict[str, tuple[float, float, list[tuple[str, float]]]] = {}
 
     @property
     def client(self) -> aioredis.Redis:
@@ -141,11 +151,22 @@ class ItemStore:
     async def view(self, items: Iterable[str]) -> ItemView:
         """What scoring reads for baskets of ``items``: their counts and top neighbours,
         the total basket weight and the popular items (one pipelined round trip)."""
-        wanted = sorted(set(items))
-        fresh = self._popular is not None and time.monotonic() < self._popular[0]
+        now = time.monotonic()
+        cache = self._items
+        count, neighbours = {}, {}
+        wanted = []
+        for item in sorted(set(items)):
+            cached = cache.get(item)
+            if cached is not None and now < cached[0]:
+                count[item], neighbours[item] = cached[1], cached[2]
+            else:
+                wanted.append(item)
+        fresh = self._popular is not None and now < self._popular[0]
         if not wanted and fresh:
             assert self._popular is not None
-            return ItemView(total=self._popular[1], popular=self._popular[2])
+            return ItemView(
+                total=self._popular[1], popular=self._popular[2], count=count, neighbours=neighbours
+            )
         n = self.params.neighbours
         pipe = self.client.pipeline(transaction=False)
         for item in wanted:
@@ -158,17 +179,22 @@ class ItemStore:
                 pipe.hget(counts, "n")
                 pipe.zrevrange(top, 0, self.params.popular - 1, withscores=True)
         replies = await pipe.execute()
-        count, neighbours = {}, {}
+        if len(cache) + len(wanted) > self.cached_items:  # forget the older half
+            for old in list(cache)[: len(cache) // 2 + len(wanted)]:
+                del cache[old]
+        expires = now + self.item_ttl
         for index, item in enumerate(wanted):
             count[item] = _number(replies[2 * index])
             neighbours[item] = [(x, float(w)) for x, w in replies[2 * index + 1]]
+            cache.pop(item, None)
+            cache[item] = (expires, count[item], neighbours[item])
         if not fresh:
             rest = replies[2 * len(wanted) :]
             total = sum(_number(x) for x in rest[::2])
             merged = [(x, float(w)) for pairs in rest[1::2] for x, w in pairs]
             merged.sort(key=lambda kv: (-kv[1], kv[0]))
             self._popular = (
-                time.monotonic() + self.popular_ttl,
+                now + self.popular_ttl,
                 total,
                 merged[: self.params.popular],
             )
