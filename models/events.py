@@ -43,14 +43,14 @@ DEFAULT_HISTORY = HistoryLimits()
 class Policies:
     """The configured business rules an event is applied with; ``rules`` are the
     marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured;
-    ``recommend`` how recommendations are learned and scored."""
+    ``recommend`` how recommendations are learned and scored (None: not at all)."""
 
     tiers: TierPolicy
     alerts: AlertPolicy
     currencies: Currencies
     rules: RuleSet | None = None
     history: HistoryLimits = DEFAULT_HISTORY
-    recommend: RecommendParams = DEFAULT_PARAMS
+    recommend: RecommendParams | None = DEFAULT_PARAMS
 
 
 def apply_event(
@@ -166,8 +166,8 @@ def _purchase(
         )
     new = scored.profile
     new.activity = traits.record(new.activity, purchase.occurred_at, orders=1, revenue=amount)
-    if purchase.items:
-        params = policies.recommend
+    params = policies.recommend
+    if purchase.items and params is not None:
         at = purchase.occurred_at.timestamp()
         new.items = recommend.remember(new.items, [x.sku for x in purchase.items], at, params)
         new.recommendations = recommend.recommend(new.items, items, at, params)

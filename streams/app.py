@@ -101,7 +101,7 @@ def create_app(
         ),
         checkpoints=checkpoints,
         rules=rules,
-        items=ItemStore(settings.redis_url, policies.recommend),
+        items=ItemStore(settings.redis_url, policies.recommend) if policies.recommend else None,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         metrics=WorkerMetrics(settings.liveness_timeout),
     )

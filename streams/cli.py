@@ -279,11 +279,11 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> int:
 
     import msgspec
 
-    from crmstream.models.recommend import recommend
+    from crmstream.models.recommend import DEFAULT_PARAMS, recommend
     from crmstream.streams.items import ItemStore
     from crmstream.streams.profiles import ProfileStore
 
-    params = settings.policies().recommend
+    params = settings.policies().recommend or DEFAULT_PARAMS
 
     async def fetch() -> list[Any] | None:
         profiles, items = ProfileStore(settings.redis_url), ItemStore(settings.redis_url, params)

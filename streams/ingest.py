@@ -169,15 +169,17 @@ def score_messages(
 async def item_view(runtime: Runtime, deliveries: Sequence[Delivery[Any]]) -> ItemView:
     """What the shared item statistics say of the items the batch's purchases bought (one
     round trip, none without items), for the recommendations of the fold."""
+    params, store = runtime.policies.recommend, runtime.items
+    if params is None or store is None:
+        return EMPTY_VIEW
     bought = {
         item.sku
         for d in deliveries
         if isinstance(d.record, Purchase) and d.record.items
-        for item in d.record.items[: runtime.policies.recommend.basket_items]
+        for item in d.record.items[: params.basket_items]
     }
-    if not bought or runtime.items is None:
+    if not bought:
         return EMPTY_VIEW
-    store = runtime.items
     with runtime.stages.timed("items"):
         return await retry_redis("reading item statistics", lambda: store.view(bought))
 

@@ -143,6 +143,10 @@ class Settings(BaseSettings):
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """``CRM_LOG_LEVEL``: worker log level."""
+    recommendations: bool = True
+    """``CRM_RECOMMENDATIONS``: learn product recommendations from purchases' items (shared
+    item statistics in Redis, the profile's ``recommendations``); false: items are ignored
+    and a purchase costs what it did without them."""
     rules_file: str = ""
     """``CRM_RULES_FILE``: the marketing rules (YAML, see ``examples/rules.yaml``); empty: no
     rules. Workers load it at start (an invalid file stops them) and reload it when it
@@ -227,7 +231,15 @@ class Settings(BaseSettings):
             max_age=timedelta(days=self.history_days),
             excerpt=self.history_excerpt,
         )
-        return Policies(self.tier_policy(), self.alert_policy(), self.currencies(), history=history)
+        from crmstream.models.recommend import DEFAULT_PARAMS
+
+        return Policies(
+            self.tier_policy(),
+            self.alert_policy(),
+            self.currencies(),
+            history=history,
+            recommend=DEFAULT_PARAMS if self.recommendations else None,
+        )
 
     def checkpoint_hmac_key(self) -> bytes:
         """The HMAC key of model checkpoints (a development key when none is set)."""

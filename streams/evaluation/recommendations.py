@@ -388,7 +388,7 @@ def _matrix_factorization(
     popular = _train_popular(matrix, names, k)
     with threadpoolctl.threadpool_limits(1, "blas"):
         model = AlternatingLeastSquares(
-            factors=64, regularization=0.05, alpha=2.0, iterations=15, random_state=seed
+            factors=64, regularization=0.1, alpha=0.5, iterations=15, random_state=seed
         )
         model.fit(matrix, show_progress=False)
         users = np.arange(matrix.shape[0])
