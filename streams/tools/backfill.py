@@ -306,13 +306,13 @@ def to_basket_purchases(lines: pd.DataFrame, source: str) -> Iterator[Purchase]:
                 sku=str(sku),
                 quantity=int(quantity) if has["quantity"] else 1,
                 unit_price=round(float(price), 4) if has["price"] else 0.0,
-                category=str(category)[:128] if has["category"] and category else None,
+                category=category[:128] if isinstance(category, str) and category else None,
             )
             for sku, quantity, price, category in zip(
                 group["item"],
                 group["quantity"] if has["quantity"] else group["item"],
                 group["price"] if has["price"] else group["item"],
-                group["category"] if has["category"] else group["item"],
+                group["category"] if has["category"] else [None] * len(group),
                 strict=True,
             )
         ][:1000]
