@@ -59,7 +59,7 @@ def load_lines(households: int | None = None) -> pd.DataFrame:
     line's ``sales_value`` and ``discount`` the sum of its three discounts (their
     magnitudes). Lines with no quantity (returns and adjustments: quantity 0) or a negative
     sales value are dropped. ``households``: keep only the first N households by id (a
-    small slice for tests).
+    small slice for tests). ``frame.attrs["rows_read"]`` is the number of lines read.
     """
     folder = data_dir()
     lines = pd.read_parquet(folder / "transactions.parquet")
@@ -69,6 +69,7 @@ def load_lines(households: int | None = None) -> pd.DataFrame:
     if households is not None:
         keep = sorted(lines["household_id"].unique())[:households]
         lines = lines[lines["household_id"].isin(keep)]
+    read = len(lines)
     lines = lines[(lines["quantity"] > 0) & (lines["sales_value"] >= 0)]
     lines = lines.merge(products, on="product_id", how="left", validate="many_to_one")
     discount = (lines["retail_disc"] + lines["coupon_disc"] + lines["coupon_match_disc"]).abs()
@@ -87,4 +88,6 @@ def load_lines(households: int | None = None) -> pd.DataFrame:
             "discount": discount.astype("float64"),
         }
     )
-    return frame.sort_values("occurred_at", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values("occurred_at", kind="stable").reset_index(drop=True)
+    frame.attrs["rows_read"] = read  # lines before cleaning
+    return frame

@@ -356,7 +356,10 @@ def load_history(source: str, mapping: str | None = None) -> Loaded:
             lines = load_lines()
         except DatasetMissing as exc:
             raise BackfillError(str(exc)) from None
-        return Loaded(lines, CleaningReport(rows_read=len(lines)))
+        report = CleaningReport(rows_read=lines.attrs.get("rows_read", len(lines)))
+        if report.rows_read > len(lines):
+            report.dropped["no quantity (return or adjustment)"] = report.rows_read - len(lines)
+        return Loaded(lines, report)
     if not mapping:
         raise BackfillError("--map is required for a CSV file (see --help)")
     return load_csv(source, parse_mapping(mapping))
