@@ -2,28 +2,29 @@
 
 Recommendations (:mod:`crmstream.models.recommend`) need what all customers bought
 together, not what one partition's customers did, so these statistics live in Redis,
-shared by every worker:
+shared by every worker. Items are spread over :data:`BUCKETS` buckets by a hash of their
+id; each bucket ``b`` has its own hash tag ``{b<b>}``, so on a Redis Cluster the
+statistics spread over up to 64 slots (and so nodes) rather than heating one, while a
+batch's update costs one script call per bucket instead of one per item:
 
-* per item, a hash ``crm:item:{<sku>}`` (``n``: its forward-decayed basket count) and a
-  sorted set ``crm:item:{<sku>}:with`` of the items bought with it, scored by decayed
-  count and trimmed to the heaviest ``cap``;
-* :data:`SHARDS` popularity shards, a sorted set ``crm:items:{pop<s>}:top`` of the items
-  whose name hashes to shard ``s``, and a hash ``crm:items:{pop<s>}`` (``n``: its part of
-  the total basket weight).
-
-Each item, and each shard, has its own hash tag, so on a Redis Cluster the statistics
-spread over the slots like the items themselves rather than heating one node.
+* ``crm:items:{b<b>}:top``, a sorted set of the bucket's items scored by their
+  forward-decayed basket count (read for an item's count, and for the popular items);
+* ``crm:items:{b<b>}:with:<sku>``, a sorted set per item of the items bought with it,
+  scored by decayed count and trimmed to the heaviest ``cap``;
+* ``crm:items:{b<b>}``, a hash: ``n``, this bucket's part of the total basket weight
+  (each basket adds its weight to one bucket, chosen by its event id), and the marks below.
 
 **Exactly once.** A purchase's update is a function of the purchase alone (its items and
 time), so whichever worker applies it, after however many crashes, adds the same numbers.
-Every hash above also keeps, per input partition, the offset of the last event it counted
-(``o:<topic>:<partition>``); one Lua script per key pair adds only the events of higher
-offsets, in offset order, and moves the mark, atomically. The worker applies the updates
-of a batch after its profiles are written, from the batch's *learnable* events (see
-:class:`~crmstream.streams.profiles.ApplyResult`): those applied now and the redeliveries
-of events applied before, never re-sent copies of an event id. A crash between the profile
-write and this step is repaired by the redelivery; a crash in the middle of it leaves some
-keys counted and others not, and the redelivery counts exactly the others.
+Each bucket's hash keeps, per input partition, the offset of the last event it counted
+(``o:<topic>:<partition>``); one Lua script per bucket and partition adds only the events
+of higher offsets, in offset order, and moves the mark, atomically. The worker applies
+the updates of a batch after its profiles are written, from the batch's *learnable*
+events (see :class:`~crmstream.streams.profiles.ApplyResult`): those applied now and the
+redeliveries of events applied before, never re-sent copies of an event id. A crash
+between the profile write and this step is repaired by the redelivery; a crash in the
+middle of it leaves some buckets counted and others not, and the redelivery counts
+exactly the others.
 """
 
 from __future__ import annotations
@@ -46,29 +47,46 @@ from crmstream.schemas.inputs import Purchase
 from crmstream.streams.profiles import Delivery
 from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 
-#: Popularity shards: enough to spread over a cluster's nodes, few enough to read at once.
-SHARDS = 16
+#: Item buckets: enough to spread over a cluster's nodes, few enough that a batch of
+#: purchases updates each in one call and the popular items are read at once.
+BUCKETS = 64
 
-# KEYS[1] the counting hash (offsets, n), KEYS[2] the sorted set. ARGV[1] the source
-# (topic:partition), ARGV[2] the cap of the sorted set (0: none), then per event in offset
-# order: offset, the increment of n, the number m of members, m member/increment pairs.
+# KEYS[1] the bucket's hash (marks, n), KEYS[2] its items' counts (sorted set), KEYS[3..]
+# the neighbours' sorted sets of the items of this call. ARGV[1] the source
+# (topic:partition), ARGV[2] the cap of a neighbours' set, then per event in offset order:
+# offset, the increment of n, the number m of items, and per item: its name, the index of
+# its neighbours' key in KEYS (0: none), its increment, the number p of neighbours and p
+# neighbour/increment pairs.
 _ADD = """
 local field = 'o:' .. ARGV[1]
 local last = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
 local top = last
-local i = 3
 local total = 0
+local touched = {}
+local i = 3
 while i <= #ARGV do
   local offset = tonumber(ARGV[i])
-  local m = tonumber(ARGV[i + 2])
-  if offset > top then
+  local apply = offset > top
+  if apply then
     total = total + tonumber(ARGV[i + 1])
-    for j = i + 3, i + 1 + 2 * m, 2 do
-      redis.call('ZINCRBY', KEYS[2], ARGV[j + 1], ARGV[j])
-    end
     top = offset
   end
-  i = i + 3 + 2 * m
+  local m = tonumber(ARGV[i + 2])
+  i = i + 3
+  for _ = 1, m do
+    local k = tonumber(ARGV[i + 1])
+    local p = tonumber(ARGV[i + 3])
+    if apply then
+      redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i])
+      for j = i + 4, i + 2 + 2 * p, 2 do
+        redis.call('ZINCRBY', KEYS[k], ARGV[j + 1], ARGV[j])
+      end
+      if p > 0 then
+        touched[k] = true
+      end
+    end
+    i = i + 4 + 2 * p
+  end
 end
 if top == last then
   return 0
@@ -78,33 +96,41 @@ if total > 0 then
 end
 redis.call('HSET', KEYS[1], field, top)
 local cap = tonumber(ARGV[2])
-if cap > 0 and redis.call('ZCARD', KEYS[2]) > cap + math.floor(cap / 2) then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(cap + 1))
+for k in pairs(touched) do
+  if redis.call('ZCARD', KEYS[k]) > cap + math.floor(cap / 2) then
+    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(cap + 1))
+  end
 end
 return 1
 """
 _ADD_SCRIPT = LuaScript(_ADD)
 
 
-def item_keys(item: str) -> tuple[str, str]:
-    """The counting hash and the neighbours' sorted set of an item (one hash tag)."""
-    return f"crm:item:{{{item}}}", f"crm:item:{{{item}}}:with"
-
-
-def shard_of(name: str) -> int:
-    """The popularity shard of an item (or of an event id, for the basket total).
+def bucket_of(name: str) -> int:
+    """The bucket of an item (or of an event id, for the basket total).
 
     Examples
     --------
-    >>> shard_of("milk") == shard_of("milk"), 0 <= shard_of("eggs") < SHARDS
+    >>> bucket_of("milk") == bucket_of("milk"), 0 <= bucket_of("eggs") < BUCKETS
     (True, True)
     """
-    return zlib.crc32(name.encode()) % SHARDS
+    return zlib.crc32(name.encode()) % BUCKETS
 
 
-def shard_keys(shard: int) -> tuple[str, str]:
-    """The counting hash and the popular items' sorted set of a shard (one hash tag)."""
-    return f"crm:items:{{pop{shard}}}", f"crm:items:{{pop{shard}}}:top"
+def bucket_keys(bucket: int) -> tuple[str, str]:
+    """A bucket's hash (marks, total) and its items' counts (one hash tag)."""
+    return f"crm:items:{{b{bucket}}}", f"crm:items:{{b{bucket}}}:top"
+
+
+def neighbours_key(item: str) -> str:
+    """The sorted set of the items bought with ``item`` (in its bucket's hash tag).
+
+    Examples
+    --------
+    >>> neighbours_key("milk") == f"crm:items:{{b{bucket_of('milk')}}}:with:milk"
+    True
+    """
+    return f"crm:items:{{b{bucket_of(item)}}}:with:{item}"
 
 
 def _number(value: Any) -> float:
@@ -170,12 +196,11 @@ class ItemStore:
         n = self.params.neighbours
         pipe = self.client.pipeline(transaction=False)
         for item in wanted:
-            counts, together = item_keys(item)
-            pipe.hget(counts, "n")
-            pipe.zrevrange(together, 0, n - 1, withscores=True)
+            pipe.zscore(bucket_keys(bucket_of(item))[1], item)
+            pipe.zrevrange(neighbours_key(item), 0, n - 1, withscores=True)
         if not fresh:
-            for shard in range(SHARDS):
-                counts, top = shard_keys(shard)
+            for bucket in range(BUCKETS):
+                counts, top = bucket_keys(bucket)
                 pipe.hget(counts, "n")
                 pipe.zrevrange(top, 0, self.params.popular - 1, withscores=True)
         replies = await pipe.execute()
@@ -206,18 +231,15 @@ class ItemStore:
     async def learn(self, deliveries: Sequence[Delivery[Any]]) -> int:
         """Count the purchases with items among ``deliveries`` (in offset order per
         partition), each exactly once; returns how many script calls were sent."""
-        # (key pair, source) -> per event: offset, increment of n, member increments
-        calls: dict[tuple[tuple[str, str], str], list[tuple[int, float, dict[str, float]]]] = {}
+        # (bucket, source) -> per event: [offset, increment of n, [item entries]], where
+        # an entry is (item, weight, neighbours); the neighbours' keys are numbered later
+        calls: dict[tuple[int, str], list[list[Any]]] = {}
 
-        def add(keys: tuple[str, str], source: str, offset: int, n: float, members: Any) -> None:
-            events = calls.setdefault((keys, source), [])
-            if events and events[-1][0] == offset:
-                _, before, merged = events[-1]
-                for member, value in members:
-                    merged[member] = merged.get(member, 0.0) + value
-                events[-1] = (offset, before + n, merged)
-            else:
-                events.append((offset, n, dict(members)))
+        def event(bucket: int, source: str, offset: int) -> list[Any]:
+            events = calls.setdefault((bucket, source), [])
+            if not events or events[-1][0] != offset:
+                events.append([offset, 0.0, []])
+            return events[-1]
 
         for delivery in deliveries:
             purchase = delivery.record
@@ -227,22 +249,33 @@ class ItemStore:
             source, offset, w = delivery.source, delivery.offset, update.weight
             head = update.items[: update.paired]
             for position, item in enumerate(update.items):
-                pairs = [(b, w) for b in head if b != item] if position < update.paired else []
-                add(item_keys(item), source, offset, w, pairs)
-                add(shard_keys(shard_of(item)), source, offset, 0.0, [(item, w)])
-            add(shard_keys(shard_of(delivery.event_id)), source, offset, w, [])
+                paired = [b for b in head if b != item] if position < update.paired else []
+                event(bucket_of(item), source, offset)[2].append((item, w, paired))
+            event(bucket_of(delivery.event_id), source, offset)[1] += w
         if not calls:
             return 0
         cap = self.params.cap
 
         def build(pipe: Any) -> None:
-            for ((counts, members), source), events in calls.items():
-                args: list[Any] = [source, cap if members.endswith(":with") else 0]
-                for offset, n, increments in events:
-                    args.extend((offset, repr(n), len(increments)))
-                    for member, value in increments.items():
-                        args.extend((member, repr(value)))
-                _ADD_SCRIPT.queue(pipe, [counts, members], args)
+            for (bucket, source), events in calls.items():
+                keys = list(bucket_keys(bucket))
+                numbers: dict[str, int] = {}
+                args: list[Any] = [source, cap]
+                for offset, n, entries in events:
+                    args.extend((offset, repr(n), len(entries)))
+                    for item, w, paired in entries:
+                        if paired:
+                            k = numbers.get(item)
+                            if k is None:
+                                keys.append(neighbours_key(item))
+                                k = numbers[item] = len(keys)
+                        else:
+                            k = 0
+                        weight = repr(w)
+                        args.extend((item, k, weight, len(paired)))
+                        for other in paired:
+                            args.extend((other, weight))
+                _ADD_SCRIPT.queue(pipe, keys, args)
 
         await run_pipeline(self.client, build, [_ADD_SCRIPT])
         return len(calls)

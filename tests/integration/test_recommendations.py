@@ -14,7 +14,7 @@ from crmstream.models.recommend import ItemStats, basket_update
 from crmstream.streams import topics
 from crmstream.streams.cli import main
 from crmstream.streams.datasets.completejourney import load_lines
-from crmstream.streams.items import ItemStore, item_keys
+from crmstream.streams.items import ItemStore, bucket_keys, bucket_of, neighbours_key
 from crmstream.streams.tools.backfill import to_basket_purchases
 from tests.integration.conftest import Feeder, make_app
 
@@ -29,9 +29,8 @@ async def redis_stats(
     try:
         pipe = store.client.pipeline(transaction=False)
         for item in items:
-            counts, together = item_keys(item)
-            pipe.hget(counts, "n")
-            pipe.zrange(together, 0, -1, withscores=True)
+            pipe.zscore(bucket_keys(bucket_of(item))[1], item)
+            pipe.zrange(neighbours_key(item), 0, -1, withscores=True)
         replies = await pipe.execute()
     finally:
         await store.close()
