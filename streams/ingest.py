@@ -238,7 +238,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     items_store = runtime.items
     if items_store is not None:  # before the models: Kafka commits what they include
         with stages.timed("items"):
-            await retry_redis("counting items", lambda: items_store.learn(result.learnable))
+            await retry_redis("counting items", lambda: items_store.learn_batch(result))
     learned = await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
     replicas.passed(messages)
     stages.events += len(messages)

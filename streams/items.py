@@ -19,9 +19,9 @@ time), so whichever worker applies it, after however many crashes, adds the same
 Each bucket's hash keeps, per input partition, the offset of the last event it counted
 (``o:<topic>:<partition>``); one Lua script per bucket and partition adds only the events
 of higher offsets, in offset order, and moves the mark, atomically. The worker applies
-the updates of a batch after its profiles are written, from the batch's *learnable*
-events (see :class:`~crmstream.streams.profiles.ApplyResult`): those applied now and the
-redeliveries of events applied before, never re-sent copies of an event id. A crash
+the updates of a batch after its profiles are written, from the batch's events that were
+applied (:meth:`ItemStore.learn_batch`): those applied now and the redeliveries of
+events applied before, never re-sent copies of an event id. A crash
 between the profile write and this step is repaired by the redelivery; a crash in the
 middle of it leaves some buckets counted and others not, and the redelivery counts
 exactly the others.
@@ -36,6 +36,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from crmstream.models.customer_state import PURCHASE
 from crmstream.models.recommend import (
     DEFAULT_PARAMS,
     BasketUpdate,
@@ -44,7 +45,7 @@ from crmstream.models.recommend import (
     basket_update,
 )
 from crmstream.schemas.inputs import Purchase
-from crmstream.streams.profiles import Delivery
+from crmstream.streams.profiles import ApplyResult, Delivery
 from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 
 #: Item buckets: enough to spread over a cluster's nodes, few enough that a batch of
@@ -228,9 +229,25 @@ class ItemStore:
             total=self._popular[1], popular=self._popular[2], count=count, neighbours=neighbours
         )
 
+    async def learn_batch(self, result: ApplyResult) -> int:
+        """Count the purchases of a batch that were applied to their customers: those
+        applied now, and redeliveries of purchases applied before (whose lessons the
+        customer still holds; one that a checkpoint of the models already includes was
+        counted before that checkpoint, and the marks skip it). A redelivered re-sent copy
+        of an event id was never applied, and is not counted."""
+        applied = []
+        for delivery in result.learnable:
+            if not isinstance(delivery.record, Purchase) or not delivery.record.items:
+                continue
+            profile = result.states.get(delivery.customer_id)
+            if profile is not None and profile.model_state.applied(PURCHASE, delivery.offset):
+                applied.append(delivery)
+        return await self.learn(applied)
+
     async def learn(self, deliveries: Sequence[Delivery[Any]]) -> int:
         """Count the purchases with items among ``deliveries`` (in offset order per
-        partition), each exactly once; returns how many script calls were sent."""
+        partition), each exactly once; returns how many script calls were sent. Every
+        delivery is taken as applied: see :meth:`learn_batch`."""
         # (bucket, source) -> per event: [offset, increment of n, [item entries]], where
         # an entry is (item, weight, neighbours); the neighbours' keys are numbered later
         calls: dict[tuple[int, str], list[list[Any]]] = {}

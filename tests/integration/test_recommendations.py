@@ -75,6 +75,13 @@ async def test_complete_journey_slice_gets_recommendations(stack, monkeypatch, c
             key = purchase.customer_id.encode()
             summary = await feeder.put(topics.PURCHASES, value, key=key, offset=offset)
             assert summary.applied == 0
+        # Nor does a re-sent copy of a purchase (a new offset), nor its redelivery (as after
+        # a crash between the profile's write and the item statistics' update).
+        copy = msgspec.json.encode(purchases[5])
+        key = purchases[5].customer_id.encode()
+        resent = await feeder.put(topics.PURCHASES, copy, key=key)
+        again = await feeder.put(topics.PURCHASES, copy, key=key, offset=len(purchases))
+        assert (resent.applied, resent.duplicates, again.duplicates) == (0, 1, 1)
 
     items = sorted({x.sku for p in purchases for x in p.items or ()})
     assert_counted_once(await redis_stats(stack.redis_url, items), purchases)
