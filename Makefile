@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_SECONDS ?= 0
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench chaos contracts clean system
+.PHONY: demo test lint bench chaos contracts config-reference clean system
 
 # lifetimes is installed without its dependencies: only its CDNOW data file is used
 # (`crmstream backfill cdnow`), never its code.
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile examples/node/package-lock.json | system
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps 'lifetimes>=0.11.3'
 	@if command -v npm >/dev/null; then npm ci --prefix examples/node --no-audit --no-fund --silent; \
-	else echo "npm not found: tests/integration/test_node_example.py will fail (Debian: apt-get install nodejs npm)"; fi
+	else echo "npm not found: tests/integration/test_language_examples.py will fail (Debian: apt-get install nodejs npm)"; fi
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,14 +28,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Debian packages some tests need: chromium for the browser test (tests/browser, driven by
-# Playwright's executable_path: Playwright's own browser download cannot work offline) and
-# Node with npm for the Ajv example (examples/node). Installed with apt when run as root;
-# otherwise the make goes on and says what is missing (the browser test then skips with a
-# hint, and fails under CI=true).
+# Playwright's executable_path: Playwright's own browser download cannot work offline),
+# Node with npm for the Ajv example (examples/node), Go with gojsonschema for the Go example
+# (examples/go, built in GOPATH mode from Debian's sources: no module proxy needed) and kcat
+# for the README's kcat commands (tests/integration/test_kcat.py). Installed with apt when
+# run as root; otherwise the make goes on and says what is missing (those tests then skip
+# with a hint, and fail under CI=true).
 system:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	command -v go >/dev/null 2>&1 || missing="$$missing golang-go"; \
+	test -d /usr/share/gocode/src/github.com/xeipuuv/gojsonschema || missing="$$missing golang-github-xeipuuv-gojsonschema-dev"; \
+	command -v kcat >/dev/null 2>&1 || missing="$$missing kcat"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing for the tests (apt-get)"; \
@@ -69,6 +74,10 @@ chaos: $(STAMP)
 # Regenerate schemas/json/*.json and schemas/asyncapi.yaml from the msgspec records.
 contracts: $(STAMP)
 	$(BIN)/python -m crmstream.streams.tools.contracts
+
+# Regenerate the README's table of settings from streams/settings.py (a test checks it).
+config-reference: $(STAMP)
+	$(BIN)/python -m crmstream.streams.tools.config_reference README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

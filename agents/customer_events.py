@@ -1,4 +1,4 @@
-"""Reads ``crm.purchases``, ``crm.chats`` and ``crm.feedback``: one agent for all three.
+"""Reads ``crm.purchases``, ``crm.chats``, ``crm.feedback`` and ``crm.customers``: one agent.
 
 A customer's purchases, messages and feedback of a batch are folded together, in offset
 order per partition, by :func:`crmstream.models.events.apply_event`: profiles, value

@@ -54,10 +54,9 @@ from mixed_runs import (
     wait_applied,
     workers,
 )
-from mixed_workload import MixedWorkload, describe, load_pools
+from mixed_workload import TOPICS, MixedWorkload, describe, load_pools
 from rich.console import Console
 
-from crmstream.streams import topics
 from crmstream.streams.settings import Settings
 
 #: One event in this many of the steady traffic is a probe (10% of the chat messages).
@@ -368,7 +367,7 @@ def summarise(
     crm, faust = pick("crmstream", 1), pick("faust", 1)
     crm2, faust2 = pick("crmstream", 2), pick("faust", 2)
     throughput: dict[str, dict[str, Any]] = {"crmstream": {}, "faust": {}, "ratio": {}}
-    for key in ("all", *topics.INPUTS):
+    for key in ("all", *TOPICS):
 
         def rates(runs: list[Drain], key: str = key) -> list[float]:
             return [d.rate if key == "all" else d.topic_rates[key] for d in runs]

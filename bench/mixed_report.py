@@ -7,9 +7,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
+from mixed_workload import TOPICS
 from rich.table import Table
-
-from crmstream.streams import topics
 
 Summary = dict[str, Any]
 
@@ -93,7 +92,7 @@ def table(results: dict[str, Any]) -> Table:
     out.add_column("crmstream / Faust", justify="right", no_wrap=True)
 
     throughput = results["throughput"]
-    for key in ("all", *topics.INPUTS):
+    for key in ("all", *TOPICS):
         label = "events/s, all topics" if key == "all" else f"  events/s, {_short(key)}"
         out.add_row(
             label,

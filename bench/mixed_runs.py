@@ -25,7 +25,7 @@ import redis
 from faust_baseline import counts_key
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
-from mixed_workload import MixedWorkload
+from mixed_workload import TOPICS, MixedWorkload
 
 from crmstream.streams import profiles, topics
 from crmstream.streams.dev.embedded import EmbeddedStack, die_with_parent
@@ -133,10 +133,11 @@ class BenchStack:
     def applied(self, kind: str, group: str, workload: MixedWorkload) -> dict[str, int]:
         """Events of each input topic the workers of ``kind`` have applied so far."""
         if kind == "faust":
-            counts = dict.fromkeys(topics.INPUTS, 0)
+            counts = dict.fromkeys(TOPICS, 0)
             for name, value in self.store.hgetall(counts_key(group)).items():
                 topic = name.decode().rpartition(":")[0]
-                counts[topic] += int(value)
+                if topic in counts:
+                    counts[topic] += int(value)
             return counts
         customers = workload.customers + [
             workload.probe_customer(k) for k in range(1, workload.probes + 1)

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from crmstream.models.profile import Profile
+from crmstream.models.redaction import redact
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Alert, AlertKind, Severity, deterministic_id
 
@@ -106,7 +107,7 @@ def _alert(
         reason=reason,
         occurred_at=at,
         source_event_ids=sources,
-        excerpt=None if excerpt is None else excerpt[:EXCERPT],
+        excerpt=None if excerpt is None else redact(excerpt)[:EXCERPT],
     )
 
 

@@ -3,7 +3,8 @@
 The sentiment model (:mod:`crmstream.models.sentiment`) learns from rated feedback texts,
 the intent model (:mod:`crmstream.models.intent`) from chats whose intent a person
 confirmed. Both learn from the event alone, so a replay of an event teaches exactly what
-the first pass did.
+the first pass did; they learn the text redacted (:mod:`crmstream.models.redaction`), so
+their checkpoints keep no e-mail address, phone or card number.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 
 from crmstream.models.intent import IntentModel
+from crmstream.models.redaction import redact
 from crmstream.models.sentiment import SentimentModel, rating_label
 from crmstream.schemas.inputs import ChatMessage, Feedback, Intent
 
@@ -51,7 +53,7 @@ class ConversationModels:
         """Learn a customer chat's confirmed intent; returns whether it taught anything."""
         if message.intent is None or message.sender != "customer":
             return False
-        self.intent.learn(message.text, message.intent)
+        self.intent.learn(redact(message.text), message.intent)
         return True
 
     def learn_feedback(self, feedback: Feedback) -> bool:
@@ -59,5 +61,5 @@ class ConversationModels:
         label = rating_label(feedback.rating) if feedback.rating is not None else None
         if label is None or not feedback.text:
             return False
-        self.sentiment.learn(feedback.text, label)
+        self.sentiment.learn(redact(feedback.text), label)
         return True

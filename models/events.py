@@ -19,19 +19,27 @@ import msgspec
 
 from crmstream.models import recommend, traits
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
+from crmstream.models.contact import ProtectedDetails
 from crmstream.models.conversations import MessageScores
 from crmstream.models.customer_state import CHAT, FEEDBACK, Retention, marked
 from crmstream.models.history import HistoryLimits, MessageEntry, remember
 from crmstream.models.money import Currencies
-from crmstream.models.profile import Profile, apply_chat, apply_feedback, apply_purchase
+from crmstream.models.profile import (
+    Profile,
+    apply_chat,
+    apply_customer,
+    apply_feedback,
+    apply_purchase,
+)
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
 from crmstream.models.recommend import DEFAULT_PARAMS, EMPTY_VIEW, ItemView, RecommendParams
+from crmstream.models.redaction import redact
 from crmstream.models.rules import RuleSet, event_view, fire
 from crmstream.models.tiers import TierPolicy
 from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import Alert, AudienceChange, TierChange, Trigger
 
-Event = Purchase | ChatMessage | Feedback
+Event = Purchase | ChatMessage | Feedback | ProtectedDetails
 #: Forget nothing of a customer's model state (offline use and tests).
 KEEP_ALL = Retention()
 Output = TierChange | Alert | Trigger | AudienceChange
@@ -84,6 +92,8 @@ def apply_event(
     >>> profile.tier, [o.to_tier for o in outputs], len(profile.model_state.snapshots)
     ('silver', ['silver'], 1)
     """
+    if isinstance(event, ProtectedDetails):  # who the customer is: no scores, no outputs
+        return apply_customer(profile, event), []
     if isinstance(event, Purchase):
         after, outputs, view = _purchase(
             profile, event, offset, policies, purchase_models, retention, items
@@ -107,7 +117,9 @@ def apply_event(
             event_id=event.event_id,
             sentiment=round(scores.sentiment, 3),
             intent=scores.intent,
-            excerpt=event.text[: policies.history.excerpt],
+            excerpt=redact(event.text)[: policies.history.excerpt]
+            if policies.history.excerpt and policies.history.messages
+            else "",
         )
     else:
         after = _mark(apply_feedback(profile, event), FEEDBACK, offset, retention)

@@ -2,8 +2,10 @@
 
 The profile keeps the customer's last messages (with their sentiment and intent), their
 last alerts and their tier changes, trimmed by count and by age (in event time), so it
-stays small however busy the customer is. It is part of the profile, so the worker writes
-it in the same compare-and-set, exactly once per event.
+stays small however busy the customer is. The worker writes it in the same compare-and-set
+as the profile, exactly once per event, but into lists of its own that it never reads
+(:mod:`crmstream.streams.profiles`): a fold sees only the entries its batch adds, and
+readers see the stored lists, trimmed by count on write and by age on read.
 """
 
 from __future__ import annotations

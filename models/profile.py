@@ -6,12 +6,13 @@ from datetime import datetime
 
 import msgspec
 
+from crmstream.models.contact import Contact, ProtectedDetails, apply_details, merge_consent
 from crmstream.models.customer_state import CustomerModelState
 from crmstream.models.history import History
 from crmstream.models.recommend import CustomerItems, Recommendation
 from crmstream.models.tiers import TierPolicy
 from crmstream.models.traits import DayActivity
-from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
+from crmstream.schemas.inputs import ChatMessage, Consent, Feedback, Purchase
 from crmstream.schemas.outputs import Tier, TierChange, deterministic_id
 
 
@@ -40,6 +41,9 @@ class Profile(msgspec.Struct, kw_only=True):
     fires a rule or changes an audience twice.
     ``history`` is the customer's recent messages, alerts and tier changes, bounded
     (:mod:`crmstream.models.history`).
+    ``contact`` is what is kept of the customer's name and contact details: keyed hashes
+    and, when a key is configured, encrypted copies (:mod:`crmstream.models.contact`);
+    ``consent`` their latest marketing consent per channel (``email``, ``sms``, ...).
 
     ``items`` is what recommendations keep of the customer's purchases (their items, how
     often and when), and ``recommendations`` their top-k items with a score and a reason,
@@ -76,6 +80,13 @@ class Profile(msgspec.Struct, kw_only=True):
     history: History = msgspec.field(default_factory=History)
     items: CustomerItems = msgspec.field(default_factory=CustomerItems)
     recommendations: list[Recommendation] = msgspec.field(default_factory=list)
+    contact: Contact | None = None
+    consent: dict[str, Consent] = msgspec.field(default_factory=dict)
+
+    def consents_to(self, channel: str) -> bool:
+        """Whether the customer's latest answer for ``channel`` grants consent."""
+        answer = self.consent.get(channel)
+        return answer is not None and answer.granted
 
     @property
     def clv(self) -> float:
@@ -188,4 +199,26 @@ def apply_feedback(profile: Profile, feedback: Feedback) -> Profile:
         else profile.last_rating,
         last_nps=feedback.nps if latest and feedback.nps is not None else profile.last_nps,
         last_feedback_at=max(at, profile.last_feedback_at or at),
+    )
+
+
+def apply_customer(profile: Profile, details: ProtectedDetails) -> Profile:
+    """Fold a ``crm.customers`` record (already protected) into a profile: contact
+    details and consent (see :mod:`crmstream.models.contact`).
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> at = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    >>> yes = Consent(granted=True, at=at, source="signup")
+    >>> details = ProtectedDetails(event_id="u1", customer_id="c1", occurred_at=at,
+    ...                            hashes={"email": "ab12"}, consent={"email": yes})
+    >>> profile = apply_customer(Profile(customer_id="c1"), details)
+    >>> profile.contact.hashes, profile.consents_to("email"), profile.consents_to("sms")
+    ({'email': 'ab12'}, True, False)
+    """
+    return msgspec.structs.replace(
+        profile,
+        contact=apply_details(profile.contact, details),
+        consent=merge_consent(profile.consent, details.consent),
     )

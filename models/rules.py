@@ -10,6 +10,7 @@ A rule file looks like this (``examples/rules.yaml`` has the shipped examples)::
         emit: {campaign: welcome-vip, amount: "{{ event.amount }}"}
         once_per: customer
         holdout: 0.1
+        channel: email
 
 ``when`` and the ``{{ ... }}`` parts of ``emit`` are CEL expressions (Common Expression
 Language, evaluated by the Rust-backed ``common-expression-language`` bindings). CEL
@@ -35,6 +36,9 @@ all reported at once, each naming the rule, the field and the position.
 Firing (:func:`fire`) is pure: it returns the customer's new profile, whose
 ``rules_fired`` carries the ``once_per`` and ``cooldown`` state, and the
 :class:`~crmstream.schemas.outputs.Trigger` records, with deterministic ids. A rule with
+a ``channel`` (``email``, ``sms``, ``phone``, ``push`` or ``post``) fires only for
+customers whose latest marketing consent to that channel is granted (``crm.customers``):
+for the others it is not evaluated, and its trigger is not emitted. A rule with
 a ``holdout`` fraction puts that share of customers, chosen by a hash of the rule id and
 the customer id, in a control group: their triggers carry ``holdout: true``.
 """
@@ -54,8 +58,9 @@ import cel
 import msgspec
 import yaml
 
+from crmstream.models.redaction import redact
 from crmstream.models.traits import WINDOW_FIELDS, WINDOWS, window_traits
-from crmstream.schemas.inputs import ChatMessage, Feedback, Purchase
+from crmstream.schemas.inputs import CHANNELS, ChatMessage, Feedback, Purchase
 from crmstream.schemas.outputs import AudienceChange, Scalar, Trigger, deterministic_id
 
 if TYPE_CHECKING:  # the profile module loads the purchase models' state (and River)
@@ -150,7 +155,17 @@ METHODS = frozenset({"startsWith", "endsWith", "contains", "matches", "size"})
 COMPREHENSIONS = frozenset({"map", "filter", "all", "exists", "exists_one"})
 _KEYWORDS = frozenset({"true", "false", "null", "in"})
 
-RULE_FIELDS = ("id", "description", "on", "when", "emit", "once_per", "cooldown", "holdout")
+RULE_FIELDS = (
+    "id",
+    "description",
+    "on",
+    "when",
+    "emit",
+    "once_per",
+    "cooldown",
+    "holdout",
+    "channel",
+)
 AUDIENCE_FIELDS = ("id", "description", "when")
 #: What an audience's ``when`` sees: membership is a state of the customer, not of an event.
 AUDIENCE_ROOTS = ("after", "traits")
@@ -256,6 +271,7 @@ class Rule:
     once_per: str | None = None
     cooldown: timedelta | None = None
     holdout: float = 0.0
+    channel: str | None = None
 
     @property
     def paths(self) -> frozenset[str]:
@@ -588,9 +604,21 @@ def _rule(node: yaml.Node, problems: list[RuleProblem]) -> Rule | None:
             )
         else:
             holdout = float(value)
+    channel = None
+    if "channel" in entries:
+        value = _value(entries["channel"])
+        if value not in CHANNELS:
+            problem(
+                "bad_channel",
+                f"'channel' is one of {', '.join(CHANNELS)}",
+                "channel",
+                entries["channel"],
+            )
+        else:
+            channel = value
     if len(problems) > before or when is None or name is None:
         return None
-    return Rule(name, description, frozenset(on), when, emit, once_per, cooldown, holdout)
+    return Rule(name, description, frozenset(on), when, emit, once_per, cooldown, holdout, channel)
 
 
 def _on(node: yaml.Node | None, problem: Any) -> list[str]:
@@ -1108,7 +1136,11 @@ def fire(
         return after, []
     at = event.occurred_at
     fired = after.rules_fired
-    due = [rule for rule in candidates if _allowed(rule, fired, at)]
+    due = [
+        rule
+        for rule in candidates
+        if _allowed(rule, fired, at) and (rule.channel is None or after.consents_to(rule.channel))
+    ]
     if not due and not rules.audiences and not after.audiences:
         return after, []
     paths = rules.paths[kind]
@@ -1145,7 +1177,8 @@ def fire(
         attributes: dict[str, Scalar] = {}
         for name, template in rule.emit.items():
             try:
-                attributes[name] = template.render(context)
+                value = template.render(context)
+                attributes[name] = redact(value) if isinstance(value, str) else value
             except Exception:
                 rules.errors[rule.id] += 1
                 attributes[name] = None
@@ -1162,6 +1195,7 @@ def fire(
                 event_id=event.event_id,
                 attributes=attributes,
                 holdout=in_holdout(rule.id, customer, rule.holdout),
+                channel=rule.channel,
             )
         )
         if new_fired is None:

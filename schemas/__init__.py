@@ -9,8 +9,11 @@ definitions (``make contracts``).
 
 from crmstream.schemas.codec import InvalidEvent, decode, encode
 from crmstream.schemas.inputs import (
+    CHANNELS,
     CUSTOMER_ID_PATTERN,
     ChatMessage,
+    Consent,
+    CustomerDetails,
     Feedback,
     InputEvent,
     Item,
@@ -19,22 +22,29 @@ from crmstream.schemas.inputs import (
 from crmstream.schemas.outputs import (
     Alert,
     AudienceChange,
+    AuditEvent,
     DeadLetterReason,
     DeadLetterRecord,
     DeadLetterSource,
+    Erasure,
     TierChange,
     Trigger,
     deterministic_id,
 )
 
 __all__ = [
+    "CHANNELS",
     "CUSTOMER_ID_PATTERN",
     "Alert",
     "AudienceChange",
+    "AuditEvent",
     "ChatMessage",
+    "Consent",
+    "CustomerDetails",
     "DeadLetterReason",
     "DeadLetterRecord",
     "DeadLetterSource",
+    "Erasure",
     "Feedback",
     "InputEvent",
     "InvalidEvent",

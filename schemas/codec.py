@@ -7,7 +7,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, TIMESTAMP_PATTERN, InputEvent
+from crmstream.schemas.inputs import (
+    CUSTOMER_ID_PATTERN,
+    TIMESTAMP_PATTERN,
+    CustomerDetails,
+    InputEvent,
+)
 
 T = TypeVar("T")
 
@@ -32,7 +37,18 @@ class _OccurredAt(msgspec.Struct):
     occurred_at: str = ""
 
 
+class _At(msgspec.Struct):
+    at: str = ""
+
+
+class _ConsentTimes(msgspec.Struct):
+    """Only the consent timestamps' text (checked as strictly as ``occurred_at``)."""
+
+    consent: dict[str, _At] = {}
+
+
 _occurred_at = msgspec.json.Decoder(_OccurredAt)
+_consent_times = msgspec.json.Decoder(_ConsentTimes)
 _encoder = msgspec.json.Encoder()
 
 
@@ -126,6 +142,14 @@ def decode(raw: bytes, type_: type[T]) -> T:
             "(`Z` or `+hh:mm`), e.g. 2026-05-01T10:00:00Z",
             "$.occurred_at",
         )
+    if isinstance(record, CustomerDetails) and record.consent:
+        for channel, given in _consent_times.decode(raw).consent.items():
+            if not _TIMESTAMP.fullmatch(given.at):
+                raise InvalidEvent(
+                    "schema_violation",
+                    "Expected an RFC 3339 date-time with `T`, seconds and an offset",
+                    f"$.consent.{channel}.at",
+                )
     customer_id = getattr(record, "customer_id", None)
     if customer_id is not None and not _CUSTOMER_ID.fullmatch(customer_id):
         raise InvalidEvent(

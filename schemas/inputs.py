@@ -15,6 +15,7 @@ final newline (a ``not`` clause rules out any other character).
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -126,3 +127,77 @@ class Feedback(InputEvent, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if self.rating is None and self.nps is None:
             raise ValueError("feedback needs a rating, an nps score, or both")
+
+
+#: The marketing channels a customer consents to (or not) one by one.
+Channel = Literal["email", "sms", "phone", "push", "post"]
+CHANNELS: tuple[str, ...] = ("email", "sms", "phone", "push", "post")
+
+EMAIL_PATTERN = "^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}([.][A-Za-z0-9-]{1,63})+$"
+PHONE_PATTERN = "^[+]?[0-9][0-9 ().-]{5,30}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+_PHONE = re.compile(PHONE_PATTERN)
+_CONTROL = "[\\u0000-\\u001f\\u007f]"
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
+
+Email = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=EMAIL_PATTERN,
+        max_length=254,
+        extra_json_schema=_only("A-Za-z0-9._%+'@-"),
+    ),
+]
+Phone = Annotated[str, msgspec.Meta(pattern=PHONE_PATTERN, extra_json_schema=_only("0-9 ().+-"))]
+Name = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=200, extra_json_schema={"not": {"pattern": _CONTROL}}),
+]
+Country = Annotated[
+    str,
+    msgspec.Meta(pattern="^[A-Z]{2}$", min_length=2, max_length=2, extra_json_schema=_only("A-Z")),
+]
+
+
+class Consent(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer's answer for one marketing channel: ``granted`` or withdrawn, when
+    (``at``), and where it was given (``source``: a form, a call, an import)."""
+
+    granted: bool
+    at: Timestamp
+    source: Reference
+
+
+class CustomerDetails(InputEvent, frozen=True, kw_only=True):
+    """Who a customer is and how they may be contacted, published on ``crm.customers``.
+
+    Every field is optional: a record changes only what it carries. ``name``, ``email``
+    and ``phone`` are never stored as given: the worker keeps a keyed hash of each (so they
+    can be matched) and, when an encryption key is configured, an encrypted copy.
+    ``consent`` maps a channel (``email``, ``sms``, ``phone``, ``push``, ``post``) to the
+    customer's answer; the latest answer of a channel wins, and triggers of a rule with a
+    ``channel`` are emitted only while the customer's consent to it is granted.
+    ``external_ids`` are the customer's ids in other systems (e.g. ``{"shop": "u-42"}``).
+    """
+
+    name: Name | None = None
+    email: Email | None = None
+    phone: Phone | None = None
+    country: Country | None = None
+    consent: Annotated[dict[Channel, Consent], msgspec.Meta(max_length=5)] | None = None
+    external_ids: (
+        Annotated[
+            dict[Annotated[str, msgspec.Meta(min_length=1, max_length=32)], Reference],
+            msgspec.Meta(max_length=16),
+        ]
+        | None
+    ) = None
+
+    def __post_init__(self) -> None:
+        # ``$`` of a pattern also matches before a final newline: check the whole text.
+        if self.email is not None and not _EMAIL.fullmatch(self.email):
+            raise ValueError(f"email must match {EMAIL_PATTERN}")
+        if self.phone is not None and not _PHONE.fullmatch(self.phone):
+            raise ValueError(f"phone must match {PHONE_PATTERN}")
+        if self.name is not None and _CONTROL_CHARACTER.search(self.name):
+            raise ValueError("name must not contain control characters")

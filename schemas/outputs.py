@@ -78,7 +78,9 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     ``trigger_id`` is derived from the rule and its firing key, so a rule fires once per key.
     ``attributes`` is the rule's rendered ``emit`` payload. ``holdout`` is true when the
     customer is in the rule's control group: the trigger is recorded, so the rule's
-    uplift can be measured, and consumers must not act on it.
+    uplift can be measured, and consumers must not act on it. ``channel`` is the rule's
+    marketing channel, if it names one: the customer consented to it. Text attributes
+    carry no e-mail address, phone or card number (they are redacted).
     """
 
     trigger_id: str
@@ -88,6 +90,7 @@ class Trigger(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str
     attributes: dict[str, Scalar] = {}
     holdout: bool = False
+    channel: str | None = None
     schema_version: Literal[1] = 1
 
 
@@ -104,6 +107,52 @@ class AudienceChange(msgspec.Struct, frozen=True, kw_only=True):
     change: Literal["enter", "exit"]
     occurred_at: datetime
     event_id: str
+    schema_version: Literal[1] = 1
+
+
+class Erasure(msgspec.Struct, frozen=True, kw_only=True):
+    """A customer was erased (``crmstream erase``, ``DELETE /api/customers/{id}``);
+    published on ``crm.erasures``, keyed by ``customer_id``.
+
+    crmstream has removed everything it keeps of the customer; a consumer must delete what
+    it holds of them too (outputs it copied from ``crm.alerts``, ``crm.triggers``, ...).
+    ``erasure_id`` is derived from the customer and the time of the erasure.
+    """
+
+    erasure_id: str
+    customer_id: str
+    erased_at: datetime
+    schema_version: Literal[1] = 1
+
+
+AuditAction = Literal[
+    "profile.read",
+    "customer.erase",
+    "alert.acknowledge",
+    "rules.change",
+    "deadletter.replay",
+]
+
+
+class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Who did what, and when; published on ``crm.audit``, keyed by ``target`` (or by
+    ``action`` when there is none).
+
+    ``actor`` names who acted: ``dashboard:<user>`` for a logged-in user, ``api`` for a
+    bearer-token client, ``cli:<user>`` for a command, ``worker:<id>`` for a worker.
+    ``action`` is one of ``profile.read`` (a profile or history read through the API;
+    ``target`` the customer id), ``customer.erase`` (``target`` the customer id),
+    ``alert.acknowledge`` (``target`` the alert id), ``rules.change`` (a worker loaded a
+    changed rule file or refused it; ``target`` the file), ``deadletter.replay``
+    (``target`` the dead-letter topic). ``details`` says more (counts, versions, ...).
+    """
+
+    audit_id: str
+    at: datetime
+    actor: str
+    action: AuditAction
+    target: str | None = None
+    details: dict[str, Scalar] = {}
     schema_version: Literal[1] = 1
 
 

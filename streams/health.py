@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -175,9 +175,13 @@ def _silenced(name: str) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def check_broker(servers: list[str], timeout: float = PROBE_TIMEOUT) -> None:
+def check_broker(
+    servers: list[str],
+    timeout: float = PROBE_TIMEOUT,
+    security: Mapping[str, Any] | None = None,
+) -> None:
     """Raise :class:`Unreachable` unless a Kafka broker in ``servers`` answers a metadata
-    request within ``timeout`` seconds."""
+    request within ``timeout`` seconds (over TLS/SASL with the ``security`` options)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
@@ -191,6 +195,7 @@ def check_broker(servers: list[str], timeout: float = PROBE_TIMEOUT) -> None:
                 bootstrap_timeout_ms=timeout_ms,
                 request_timeout_ms=timeout_ms,
                 reconnect_backoff_max_ms=timeout_ms,
+                **(security or {}),
             )
             try:
                 admin.describe_cluster()

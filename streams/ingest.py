@@ -1,11 +1,13 @@
 """The path of every input event: decode, dead-letter the bad, apply the good, learn.
 
-One agent reads ``crm.purchases``, ``crm.chats`` and ``crm.feedback`` together, so all of
-a customer's events in a batch are folded in one pass, in offset order per partition, and
-written with one compare-and-set: an output is a pure function of its event and of the
-state that event was applied to. A batch goes through:
+One agent reads ``crm.purchases``, ``crm.chats``, ``crm.feedback`` and ``crm.customers``
+together, so all of a customer's events in a batch are folded in one pass, in offset order
+per partition, and written with one compare-and-set: an output is a pure function of its
+event and of the state that event was applied to. A batch goes through:
 
-1. decode and validate each message; the bad go to ``crm.deadletter`` with their reason;
+1. decode and validate each message; the bad, and those of erased customers (with
+   ``CRM_ERASURE_POLICY=deadletter``, see :mod:`crmstream.streams.erasure`), go to
+   ``crm.deadletter`` with their reason;
 2. load the models of the batch's partitions (once per partition, from its checkpoint);
 3. score customer chat messages (sentiment, intent), once per message;
 4. fold the events into the customers' profiles and write them exactly once
@@ -27,6 +29,7 @@ import faust
 import msgspec
 from faust.types import Message
 
+from crmstream.models.contact import protect
 from crmstream.models.conversations import MessageScores
 from crmstream.models.events import Output as ModelOutput
 from crmstream.models.events import apply_event
@@ -37,6 +40,7 @@ from crmstream.schemas import (
     Alert,
     AudienceChange,
     ChatMessage,
+    CustomerDetails,
     InvalidEvent,
     Purchase,
     TierChange,
@@ -75,7 +79,9 @@ def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
     """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`.
 
     Its key must be its ``customer_id`` (``key_mismatch`` otherwise); a key that another
-    partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`).
+    partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`). A
+    ``crm.customers`` record is protected at once: its name and contact details go no
+    further than this function (see :mod:`crmstream.models.contact`).
     """
     value = message.value
     if value is None:
@@ -96,6 +102,8 @@ def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
             runtime.policies.currencies.to_base(0.0, record.currency)
         except UnsupportedCurrency as exc:
             raise InvalidEvent("unsupported_currency", str(exc), "$.currency") from None
+    elif isinstance(record, CustomerDetails):
+        record = protect(record, runtime.contact)
     return Delivery(
         message.topic,
         message.partition,
@@ -188,8 +196,15 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     """Apply a batch of input messages (any mix of the input topics); see the module."""
     began = time.perf_counter()
     stages = runtime.stages
+    kept: Sequence[Message] = messages
+    erased: list[Output] = []
+    if runtime.erased is not None:  # events of erased customers are dead-lettered
+        screen = runtime.erased.screen
+        with stages.timed("redis"):
+            kept, erased = await retry_redis("screening erased customers", lambda: screen(messages))
     with stages.timed("decode"):
-        deliveries, rejected = decode_batch(runtime, messages)
+        deliveries, rejected = decode_batch(runtime, kept)
+    rejected.extend(erased)
     if rejected:
         with stages.timed("produce"):
             await runtime.sink.send(rejected)

@@ -108,10 +108,17 @@ class Sidecar:
     """Watches the worker's progress against the broker and serves ``/health``."""
 
     def __init__(
-        self, state: Path, bootstrap: list[str], group: str, timeout: float, upstream: int
+        self,
+        state: Path,
+        bootstrap: list[str],
+        group: str,
+        timeout: float,
+        upstream: int,
+        security: dict[str, Any] | None = None,
     ) -> None:
         self.state = state
         self.bootstrap = bootstrap
+        self.security = security or {}
         self.group = group
         self.upstream = upstream
         self.judge = Judge(timeout)
@@ -147,7 +154,10 @@ class Sidecar:
 
             # the group only to read its committed offsets: this consumer never joins it
             self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
+                bootstrap_servers=self.bootstrap,
+                group_id=self.group,
+                enable_auto_commit=False,
+                **self.security,
             )
         return self._consumer
 
@@ -222,8 +232,18 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s liveness: %(message)s")
+    from crmstream.streams.credentials import kafka_python_options
+    from crmstream.streams.settings import Settings
+
+    # TLS/SASL of the worker, given through CRM_KAFKA_* variables (never on the command line)
+    security = kafka_python_options(Settings())
     sidecar = Sidecar(
-        Path(args.state), args.bootstrap.split(","), args.group, args.timeout, args.upstream
+        Path(args.state),
+        args.bootstrap.split(","),
+        args.group,
+        args.timeout,
+        args.upstream,
+        security,
     )
     sidecar.serve(args.host, args.port)
 

@@ -14,6 +14,13 @@ crash or rebalance has the same offset; a producer retry or resend has the same
   pipelined compare-and-set script per customer that writes only if the version is
   still the one that was read. A customer whose version moved (another worker got there
   first, e.g. during a rebalance) is read and folded again.
+* A customer's recent history (messages, alerts, tier changes; what the support page
+  shows) is kept in three lists, ``crm:{<id>}:history:<kind>``, outside the profile: the
+  commit script appends what a batch added and trims each list to its count. The worker
+  never reads them (a busy customer's history would otherwise be parsed and rewritten
+  with every event); readers (:meth:`ProfileStore.get`) put them back into the profile,
+  without the entries older than the history's age limit before the customer's newest
+  event.
 * Outputs of a fold are handed to ``before_commit`` and must be durable before the
   profile commits: a crash in between re-sends them on redelivery, with the same
   deterministic ids, rather than losing them.
@@ -30,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -40,6 +48,7 @@ from crmstream.models.customer_state import (
     CustomerModelState,
     PurchaseLesson,
 )
+from crmstream.models.history import AlertEntry, History, HistoryLimits, MessageEntry, TierEntry
 from crmstream.models.profile import Profile
 from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 from crmstream.streams.sink import Output
@@ -62,11 +71,13 @@ return {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(AR
 """
 
 # KEYS[1] profile hash, KEYS[2] seen-ids sorted set, KEYS[3..5] the customer's pending
-# lessons and marks of purchases, chats and feedback (sorted sets scored by offset).
+# lessons and marks of purchases, chats and feedback (sorted sets scored by offset),
+# KEYS[6..8] the history lists (messages, alerts, tier changes).
 # ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
 # event ids n, ARGV[5..4+n] event ids, then the number of profile fields m and m
 # field/value pairs, then per lesson set: the floor (members at or below it are removed),
-# the number of new members k, and k score/member pairs.
+# the number of new members k, and k score/member pairs; then per history list: the count
+# it keeps (0: none), the number of new entries k, and k entries.
 _COMMIT = """
 local version = redis.call('HGET', KEYS[1], '_v') or '0'
 if version ~= ARGV[1] then
@@ -104,6 +115,19 @@ for key = 3, 5 do
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
 end
+for key = 6, 8 do
+  local keep = tonumber(ARGV[i])
+  local k = tonumber(ARGV[i + 1])
+  if k > 0 then
+    redis.call('RPUSH', KEYS[key], unpack(ARGV, i + 2, i + 1 + k))
+    if keep > 0 then
+      redis.call('LTRIM', KEYS[key], -keep, -1)
+    else
+      redis.call('DEL', KEYS[key])
+    end
+  end
+  i = i + 2 + k
+end
 return 1
 """
 
@@ -112,8 +136,15 @@ _COMMIT_SCRIPT = LuaScript(_COMMIT)
 _SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT)
 
 #: Errors that mean "Redis cannot be reached right now": retried with backoff, never
-#: skipped.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+#: skipped. On a cluster that includes a master being restarted or failed over
+#: (``CLUSTERDOWN``, ``TRYAGAIN``), not only a lost connection.
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+)
 
 
 async def retry_redis(
@@ -151,6 +182,23 @@ def lesson_keys(customer_id: str) -> list[str]:
     event, scored by offset: written with the profile, read only when events are replayed,
     so a busy customer's profile does not grow between checkpoints."""
     return [f"crm:{{{customer_id}}}:learn:{kind}" for kind in LESSON_KINDS]
+
+
+#: The history limits of a store built without any (those of the default settings).
+DEFAULT_HISTORY = HistoryLimits()
+#: The kinds of entries of a customer's history, one Redis list each.
+HISTORY_KINDS = ("messages", "alerts", "tiers")
+_HISTORY_TYPES = {"messages": MessageEntry, "alerts": AlertEntry, "tiers": TierEntry}
+_encode_entry = msgspec.json.Encoder().encode
+_decode_entries = {
+    kind: msgspec.json.Decoder(entry_type).decode for kind, entry_type in _HISTORY_TYPES.items()
+}
+
+
+def history_keys(customer_id: str) -> list[str]:
+    """Redis keys of a customer's history lists (messages, alerts, tier changes), oldest
+    entry first: appended by the commit script, read only by :meth:`ProfileStore.get`."""
+    return [f"crm:{{{customer_id}}}:history:{kind}" for kind in HISTORY_KINDS]
 
 
 def seen_key(customer_id: str) -> str:
@@ -216,7 +264,8 @@ _decode_profile = msgspec.json.Decoder(Profile).decode
 
 def profile_to_fields(profile: Profile) -> dict[str, str]:
     """Encode a profile as Redis hash fields: one field, ``profile``, holding it as JSON
-    (one field to write and parse, whatever the profile holds).
+    (one field to write and parse), without its pending lessons and its history, which
+    have keys of their own (:func:`lesson_keys`, :func:`history_keys`).
 
     Examples
     --------
@@ -228,11 +277,14 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
     if state.lessons or state.marks:  # kept in their own sorted sets (see lesson_keys)
         stored = msgspec.structs.replace(state, lessons=[], marks=[])
         profile = msgspec.structs.replace(profile, model_state=stored)
+    if profile.history.messages or profile.history.alerts or profile.history.tiers:
+        profile = msgspec.structs.replace(profile, history=History())
     return {PROFILE_FIELD: _encode_profile(profile).decode()}
 
 
 def profile_from_fields(fields: dict[str, str]) -> Profile:
-    """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`).
+    """Decode a profile from Redis hash fields (the inverse of :func:`profile_to_fields`;
+    its history is that of the fields: none, unless written before history had lists).
 
     Examples
     --------
@@ -258,15 +310,50 @@ def _lesson_args(state: CustomerModelState) -> list[Any]:
     return args
 
 
+def _history_args(history: History, limits: HistoryLimits) -> list[Any]:
+    """The commit script's arguments for the history entries a batch added: per list, the
+    count it keeps and the new entries."""
+    args: list[Any] = []
+    for kind in HISTORY_KINDS:
+        entries = getattr(history, kind)
+        args.extend((getattr(limits, kind), len(entries)))
+        args.extend(_encode_entry(entry) for entry in entries)
+    return args
+
+
+def _with_history(profile: Profile, lists: Sequence[list[str]], limits: HistoryLimits) -> Profile:
+    """``profile`` with the history of its stored lists, without entries older than
+    ``limits.max_age`` before the customer's newest event."""
+    times = (profile.last_purchase_at, profile.last_message_at, profile.last_feedback_at)
+    newest = max((t for t in times if t is not None), default=None)
+    kept = {}
+    for kind, raw in zip(HISTORY_KINDS, lists, strict=True):
+        count = getattr(limits, kind)
+        stored = getattr(profile.history, kind)  # written before history had lists
+        entries = [*stored, *map(_decode_entries[kind], raw)]
+        entries = entries[-count:] if count else []
+        if newest is not None:
+            oldest = newest - limits.max_age
+            entries = [e for e in entries if e.at >= oldest]
+        kept[kind] = entries
+    return msgspec.structs.replace(profile, history=History(**kept))
+
+
 class ProfileStore:
     """Reads and atomically updates customer profiles in Redis.
 
     The Redis client is created lazily on first use, so building a store opens nothing.
     """
 
-    def __init__(self, redis_url: str, dedupe_window: float = 7 * 24 * 3600.0) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        dedupe_window: float = 7 * 24 * 3600.0,
+        history: HistoryLimits = DEFAULT_HISTORY,
+    ) -> None:
         self.redis_url = redis_url
         self.dedupe_window_ms = int(dedupe_window * 1000)
+        self.history = history
         self._client: aioredis.Redis | None = None
         self._raw_client: aioredis.Redis | None = None
 
@@ -292,20 +379,37 @@ class ProfileStore:
         self._client = self._raw_client = None
 
     async def get(self, customer_id: str) -> Profile | None:
-        """Return a customer's profile, or ``None`` if crmstream has not seen them."""
-        fields = await self.client.hgetall(profile_key(customer_id))
-        return profile_from_fields(fields) if fields else None
+        """Return a customer's profile with its history, or ``None`` if crmstream has not
+        seen them."""
+        return (await self.get_many([customer_id])).get(customer_id)
 
-    async def get_many(self, customer_ids: Iterable[str]) -> dict[str, Profile]:
-        """The profiles of those of ``customer_ids`` crmstream has seen (one round trip)."""
+    async def get_many(
+        self, customer_ids: Iterable[str], history: bool = True
+    ) -> dict[str, Profile]:
+        """The profiles of those of ``customer_ids`` crmstream has seen (one round trip),
+        with their history unless ``history`` is false (the models need none)."""
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for customer_id in ids:
             pipe.hget(profile_key(customer_id), PROFILE_FIELD)
+            if history:
+                for key in history_keys(customer_id):
+                    pipe.lrange(key, 0, -1)
         replies = await pipe.execute()
-        return {c: _decode_profile(raw) for c, raw in zip(ids, replies, strict=True) if raw}
+        step = 1 + len(HISTORY_KINDS) if history else 1
+        found = {}
+        for index, customer_id in enumerate(ids):
+            raw = replies[index * step]
+            if not raw:
+                continue
+            profile = _decode_profile(raw)
+            if history:
+                lists = replies[index * step + 1 : (index + 1) * step]
+                profile = _with_history(profile, lists, self.history)
+            found[customer_id] = profile
+        return found
 
     async def count_customers(self) -> int:
         """Number of customers with a profile."""
@@ -461,8 +565,10 @@ class ProfileStore:
             for name, value in fields.items():
                 args.extend((name, value))
             args.extend(_lesson_args(plan.profile.model_state))
+            args.extend(_history_args(plan.profile.history, self.history))
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
             keys.extend(lesson_keys(plan.customer_id))
+            keys.extend(history_keys(plan.customer_id))
             calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
 

@@ -51,7 +51,23 @@ def cluster_url(url: str) -> str | None:
 
 
 class _HiredisPacking:
-    """Mix-in for an asyncio connection class: pack commands with hiredis (C)."""
+    """Mix-in for an asyncio connection class: pack commands with hiredis (C), and report
+    a write on a connection the server closed as the ``ConnectionError`` it is.
+
+    redis-py lets the transport's own error escape when the peer closed the connection
+    just before a write (``AttributeError: 'NoneType' object has no attribute
+    'writelines'``, or a ``TypeError``: redis-py issues 3546 and 4287), which no retry
+    recognises; it happens when a Redis server or a cluster master restarts.
+    """
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        try:
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+        except (AttributeError, TypeError) as exc:
+            await self.disconnect(nowait=True)  # type: ignore[attr-defined]
+            raise redis.exceptions.ConnectionError(
+                f"the connection was closed while writing to it ({exc})"
+            ) from exc
 
     def pack_command(self, *args: Any) -> list[bytes]:
         first = args[0]

@@ -173,13 +173,15 @@ class Replicas:
         stages = stages or Stages()
         fresh: dict[int, list[Delivery[Any]]] = defaultdict(list)
         for delivery in result.learnable:
+            kind = KINDS.get(delivery.topic)
+            if kind is None:
+                continue  # crm.customers: who a customer is teaches the models nothing
             replica = self._replicas.get(delivery.partition)
             if replica is None or replica.retired:
                 continue  # revoked meanwhile: the new owner replays it from the checkpoint
             if not replica.should_learn(delivery):
                 continue
             profile = result.states.get(delivery.customer_id)
-            kind = KINDS[delivery.topic]
             if profile is None or not profile.model_state.applied(kind, delivery.offset):
                 continue  # a re-sent copy, never applied: it teaches nothing
             fresh[delivery.partition].append(delivery)

@@ -9,9 +9,12 @@ from dataclasses import dataclass, field
 import faust
 from faust.types import TP
 
+from crmstream.models.contact import ContactKeys
 from crmstream.models.events import Policies
 from crmstream.streams import topics
+from crmstream.streams.audit import audit_event, audit_output
 from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.erasure import ErasedIds
 from crmstream.streams.items import ItemStore
 from crmstream.streams.metrics import Stages, flush_counts
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
@@ -42,9 +45,17 @@ class Runtime:
     worker_id: str = ""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     routing: Routing = field(init=False)
+    #: The keys that protect ``crm.customers`` contact details as they are decoded.
+    contact: ContactKeys = field(init=False)
+    #: Which messages belong to erased customers (``CRM_ERASURE_POLICY=deadletter``).
+    erased: ErasedIds | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.routing = Routing(self.settings.partitions)
+        self.contact = self.settings.contact_keys()
+        self.erased = None
+        if self.settings.erasure_policy == "deadletter":
+            self.erased = ErasedIds(lambda: self.profiles.client, self.contact)
 
     def input_topics(self, app: faust.App) -> faust.TopicT:
         """The three input topics as one subscription of raw bytes: one agent reads them
@@ -104,9 +115,13 @@ class Runtime:
         """
         if self.rules is None:
             return False
+        problem = self.rules.problem
         new = self.rules.poll()
         if new is not None:
             self.policies = dataclasses.replace(self.policies, rules=new)
+            await self._audit_rules("loaded", version=new.version, rules=len(new.rules))
+        elif self.rules.problem and self.rules.problem != problem:
+            await self._audit_rules("refused", problem=self.rules.problem[:500])
         try:
             key = RULES_STATUS_PREFIX + self.worker_id
             await self.profiles.client.hset(key, mapping=self.rules.status())
@@ -114,6 +129,17 @@ class Runtime:
         except UNAVAILABLE as exc:
             log.debug("rules status not written (%s)", exc)
         return new is not None
+
+    async def _audit_rules(self, outcome: str, **details: str | int) -> None:
+        """Record on ``crm.audit`` that this worker loaded or refused a changed rule file."""
+        assert self.rules is not None
+        event = audit_event(
+            f"worker:{self.worker_id}", "rules.change", self.rules.path, outcome=outcome, **details
+        )
+        try:
+            await self.sink.send([audit_output(event)])
+        except Exception as exc:  # the broker is away: the change itself is logged
+            log.error("could not record the rules change on crm.audit (%s)", exc)
 
     async def flush_metrics(self) -> None:
         """Add the stage timings to ``crm:metrics:stages`` and the event counters to

@@ -2,35 +2,96 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 # The models are imported where they are built: importing them loads River (about a
 # second), which commands that only read settings (and fail fast on bad ones) skip.
 if TYPE_CHECKING:
     from crmstream.models.alerts import AlertPolicy
+    from crmstream.models.contact import ContactKeys
     from crmstream.models.events import Policies
+    from crmstream.models.history import HistoryLimits
     from crmstream.models.money import Currencies
     from crmstream.models.purchase_models import PurchaseModels
     from crmstream.models.tiers import TierPolicy
 
 #: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
 DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
+#: The key of contact hashes when ``CRM_PII_SECRET`` is not set (development only).
+DEVELOPMENT_PII_SECRET = "crmstream-development-pii-key"
+
+#: Where secret files are read from when it exists (``CRM_SECRETS_DIR`` names another):
+#: a file named like a variable, e.g. ``/run/secrets/crm_kafka_sasl_password``, gives that
+#: setting (Docker and Compose mount secrets there). Variables win over files.
+DEFAULT_SECRETS_DIR = "/run/secrets"
 
 
 class Settings(BaseSettings):
     """Everything a crmstream process can be told; build once and pass it on."""
 
-    model_config = SettingsConfigDict(env_prefix="CRM_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="CRM_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     kafka_url: str = "kafka://127.0.0.1:9092"
     """``CRM_KAFKA_URL``: Kafka bootstrap servers, ``kafka://host:port[;host:port]``."""
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """``CRM_KAFKA_SECURITY_PROTOCOL``: how every Kafka client of crmstream connects:
+    ``PLAINTEXT``, ``SSL`` (TLS, with a client certificate for mTLS), ``SASL_SSL`` (SASL
+    over TLS) or ``SASL_PLAINTEXT`` (refused unless ``CRM_KAFKA_ALLOW_SASL_PLAINTEXT``)."""
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """``CRM_KAFKA_SASL_MECHANISM``: SASL mechanism with ``SASL_SSL``/``SASL_PLAINTEXT``."""
+    kafka_sasl_username: str = ""
+    """``CRM_KAFKA_SASL_USERNAME``: SASL user name (required with SASL)."""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    """``CRM_KAFKA_SASL_PASSWORD``: SASL password (required with SASL)."""
+    kafka_ssl_cafile: str = ""
+    """``CRM_KAFKA_SSL_CAFILE``: PEM file of the CA(s) that sign the brokers' certificates
+    (empty: the system's trusted CAs)."""
+    kafka_ssl_certfile: str = ""
+    """``CRM_KAFKA_SSL_CERTFILE``: PEM client certificate for mTLS (with
+    ``CRM_KAFKA_SSL_KEYFILE``)."""
+    kafka_ssl_keyfile: str = ""
+    """``CRM_KAFKA_SSL_KEYFILE``: PEM private key of the client certificate."""
+    kafka_ssl_key_password: SecretStr = SecretStr("")
+    """``CRM_KAFKA_SSL_KEY_PASSWORD``: password of ``CRM_KAFKA_SSL_KEYFILE`` if encrypted."""
+    kafka_ssl_check_hostname: bool = True
+    """``CRM_KAFKA_SSL_CHECK_HOSTNAME``: check that a broker's certificate names the host
+    connected to (turn off only for brokers reached by an address their certificate lacks)."""
+    kafka_allow_sasl_plaintext: bool = False
+    """``CRM_KAFKA_ALLOW_SASL_PLAINTEXT``: allow ``SASL_PLAINTEXT``, which sends the
+    credentials (with ``PLAIN``, the password itself) unencrypted."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    """``CRM_REDIS_URL``: Redis or Valkey URL (``rediss://`` for TLS, user:password for ACL)."""
+    """``CRM_REDIS_URL``: Redis or Valkey URL: ``redis://host:port/db``, ``rediss://`` for TLS,
+    ``user:password@`` for an ACL user, a Redis Cluster as ``redis+cluster://host:port`` (any
+    node; ``rediss+cluster://`` for TLS)."""
+    redis_username: str = ""
+    """``CRM_REDIS_USERNAME``: ACL user (instead of the one in ``CRM_REDIS_URL``)."""
+    redis_password: SecretStr = SecretStr("")
+    """``CRM_REDIS_PASSWORD``: password of the ACL user (instead of the one in
+    ``CRM_REDIS_URL``, e.g. read from a secret file)."""
+    redis_ssl_cafile: str = ""
+    """``CRM_REDIS_SSL_CAFILE``: PEM file of the CA(s) that sign the server's certificate, with
+    ``rediss://`` (empty: the system's trusted CAs)."""
+    redis_ssl_certfile: str = ""
+    """``CRM_REDIS_SSL_CERTFILE``: PEM client certificate, with ``rediss://`` when the server
+    requires one (with ``CRM_REDIS_SSL_KEYFILE``)."""
+    redis_ssl_keyfile: str = ""
+    """``CRM_REDIS_SSL_KEYFILE``: PEM private key of the Redis client certificate."""
     app_id: str = "crmstream"
     """``CRM_APP_ID``: Kafka consumer group of the workers; workers with one id share work."""
     partitions: int = Field(8, ge=1, le=1024)
@@ -153,9 +214,44 @@ class Settings(BaseSettings):
     changes (an invalid change is logged and the previous rules keep running)."""
     rules_reload_interval: float = Field(5.0, gt=0, le=3600)
     """``CRM_RULES_RELOAD_INTERVAL``: seconds between two checks of ``CRM_RULES_FILE``."""
+    pii_secret: SecretStr = SecretStr("")
+    """``CRM_PII_SECRET``: key of the HMAC-SHA256 hashes kept of customers' names, e-mail
+    addresses and phone numbers, and of the markers of erased customer ids. Set it in
+    production (a long random string, the same for every process, never changed: hashes
+    made with another key do not match); empty means a fixed development key."""
+    pii_encryption_key: SecretStr = SecretStr("")
+    """``CRM_PII_ENCRYPTION_KEY``: base64 of a 16-, 24- or 32-byte AES key. When set, an
+    AES-GCM encrypted copy of each name, e-mail address and phone number is kept, and the
+    dashboard shows them to logged-in users; empty: only keyed hashes are kept."""
+    erasure_policy: Literal["deadletter", "allow"] = "deadletter"
+    """``CRM_ERASURE_POLICY``: what happens to events that arrive for a customer after
+    ``crmstream erase``: ``deadletter`` (reason ``erased``) or ``allow`` (a fresh profile)."""
     shutdown_timeout: float = Field(15.0, gt=0, le=3600)
     """``CRM_SHUTDOWN_TIMEOUT``: seconds a worker may take to stop after SIGTERM or Ctrl-C
     before it exits anyway (exit code 3), whatever it is waiting for."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Files only where the directory exists (pydantic-settings warns about a missing one).
+        folder = Path(os.environ.get("CRM_SECRETS_DIR") or DEFAULT_SECRETS_DIR)
+        files = (
+            (SecretsSettingsSource(settings_cls, secrets_dir=folder),) if folder.is_dir() else ()
+        )
+        return (init_settings, env_settings, *files)
+
+    @model_validator(mode="after")
+    def _transport_security(self) -> Settings:
+        problems = transport_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("kafka_url")
     @classmethod
@@ -172,6 +268,13 @@ class Settings(BaseSettings):
         problem = redis_url_problem(value)
         if problem:
             raise ValueError(f"{problem}, got {redact_url(value)!r}")
+        return value
+
+    @field_validator("pii_encryption_key")
+    @classmethod
+    def _aes_key(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            _aes_key_bytes(value.get_secret_value())
         return value
 
     @property
@@ -219,25 +322,28 @@ class Settings(BaseSettings):
             anomaly_warmup=self.anomaly_warmup,
         )
 
-    def policies(self) -> Policies:
-        """The business rules events are applied with."""
-        from crmstream.models.events import Policies
+    def history_limits(self) -> HistoryLimits:
+        """How much of a customer's recent history profiles keep."""
         from crmstream.models.history import HistoryLimits
 
-        history = HistoryLimits(
+        return HistoryLimits(
             messages=self.history_messages,
             alerts=self.history_alerts,
             tiers=self.history_tiers,
             max_age=timedelta(days=self.history_days),
             excerpt=self.history_excerpt,
         )
+
+    def policies(self) -> Policies:
+        """The business rules events are applied with."""
+        from crmstream.models.events import Policies
         from crmstream.models.recommend import DEFAULT_PARAMS
 
         return Policies(
             self.tier_policy(),
             self.alert_policy(),
             self.currencies(),
-            history=history,
+            history=self.history_limits(),
             recommend=DEFAULT_PARAMS if self.recommendations else None,
         )
 
@@ -246,11 +352,88 @@ class Settings(BaseSettings):
         secret = self.checkpoint_secret.get_secret_value()
         return (secret or DEVELOPMENT_CHECKPOINT_SECRET).encode()
 
+    def contact_keys(self) -> ContactKeys:
+        """The keys that protect customers' contact details (see ``CRM_PII_*``)."""
+        from crmstream.models.contact import ContactKeys
+
+        secret = self.pii_secret.get_secret_value() or DEVELOPMENT_PII_SECRET
+        text = self.pii_encryption_key.get_secret_value()
+        return ContactKeys(secret.encode(), _aes_key_bytes(text) if text else None)
+
     def currencies(self) -> Currencies:
         """Exchange rates into the base currency."""
         from crmstream.models.money import Currencies
 
         return Currencies(self.currency, dict(self.fx_rates))
+
+
+def transport_problems(settings: Settings) -> list[str]:
+    """What is inconsistent or unsafe in the Kafka and Redis transport settings.
+
+    Each problem names its variables. SASL over plaintext is refused unless explicitly
+    allowed; TLS files are refused where TLS is off (they would be silently unused), and
+    must be readable files.
+    """
+    problems: list[str] = []
+    protocol = settings.kafka_security_protocol
+    sasl, tls = protocol.startswith("SASL_"), protocol.endswith("SSL")
+    if protocol == "SASL_PLAINTEXT" and not settings.kafka_allow_sasl_plaintext:
+        problems.append(
+            "CRM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT sends the Kafka credentials unencrypted:"
+            " use SASL_SSL, or set CRM_KAFKA_ALLOW_SASL_PLAINTEXT=true to accept that"
+        )
+    if sasl and not (
+        settings.kafka_sasl_username and settings.kafka_sasl_password.get_secret_value()
+    ):
+        problems.append(
+            f"CRM_KAFKA_SECURITY_PROTOCOL={protocol} needs CRM_KAFKA_SASL_USERNAME and"
+            " CRM_KAFKA_SASL_PASSWORD"
+        )
+    if not sasl and (
+        settings.kafka_sasl_username or settings.kafka_sasl_password.get_secret_value()
+    ):
+        problems.append(
+            f"CRM_KAFKA_SASL_USERNAME/PASSWORD are set but CRM_KAFKA_SECURITY_PROTOCOL={protocol}"
+            " does not use SASL (SASL_SSL does)"
+        )
+    kafka_files = {
+        "CRM_KAFKA_SSL_CAFILE": settings.kafka_ssl_cafile,
+        "CRM_KAFKA_SSL_CERTFILE": settings.kafka_ssl_certfile,
+        "CRM_KAFKA_SSL_KEYFILE": settings.kafka_ssl_keyfile,
+    }
+    given = [name for name, path in kafka_files.items() if path]
+    if given and not tls:
+        problems.append(
+            f"{', '.join(given)} set but CRM_KAFKA_SECURITY_PROTOCOL={protocol} has no TLS"
+            " (SSL or SASL_SSL)"
+        )
+    if bool(settings.kafka_ssl_certfile) != bool(settings.kafka_ssl_keyfile):
+        problems.append("CRM_KAFKA_SSL_CERTFILE and CRM_KAFKA_SSL_KEYFILE go together (mTLS)")
+    redis_files = {
+        "CRM_REDIS_SSL_CAFILE": settings.redis_ssl_cafile,
+        "CRM_REDIS_SSL_CERTFILE": settings.redis_ssl_certfile,
+        "CRM_REDIS_SSL_KEYFILE": settings.redis_ssl_keyfile,
+    }
+    given = [name for name, path in redis_files.items() if path]
+    if given and not urlsplit(settings.redis_url).scheme.startswith("rediss"):
+        problems.append(f"{', '.join(given)} set but CRM_REDIS_URL is not rediss:// (TLS)")
+    if bool(settings.redis_ssl_certfile) != bool(settings.redis_ssl_keyfile):
+        problems.append("CRM_REDIS_SSL_CERTFILE and CRM_REDIS_SSL_KEYFILE go together")
+    for name, path in {**kafka_files, **redis_files}.items():
+        if path and not os.access(path, os.R_OK):
+            problems.append(f"{name}={path}: no readable file there")
+    return problems
+
+
+def _aes_key_bytes(text: str) -> bytes:
+    """The AES key a ``CRM_PII_ENCRYPTION_KEY`` value holds (standard or URL-safe base64)."""
+    try:
+        key = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be base64 (e.g. from `openssl rand -base64 32`)") from None
+    if len(key) not in (16, 24, 32):
+        raise ValueError(f"must hold a 16-, 24- or 32-byte AES key, not {len(key)} bytes")
+    return key
 
 
 def _is_host_port(server: str) -> bool:

@@ -40,6 +40,11 @@ import mode
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from crmstream.streams.credentials import (
+    kafka_environment,
+    kafka_python_options,
+    redis_client_url,
+)
 from crmstream.streams.health import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TTL,
@@ -208,6 +213,7 @@ class Heartbeat(mode.Service):
     ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self._security = kafka_python_options(settings)
         self.interval = interval
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.ready = False
@@ -225,7 +231,7 @@ class Heartbeat(mode.Service):
         """The Redis client of the heartbeat (created on first use)."""
         if self._client is None:
             self._client = connect(
-                self.settings.redis_url,
+                redis_client_url(self.settings),
                 socket_timeout=PROBE_TIMEOUT,
                 socket_connect_timeout=PROBE_TIMEOUT,
                 decode_responses=True,
@@ -261,7 +267,7 @@ class Heartbeat(mode.Service):
         if not self.stopping:
             try:
                 await asyncio.to_thread(
-                    check_broker, self.settings.bootstrap_servers, PROBE_TIMEOUT
+                    check_broker, self.settings.bootstrap_servers, PROBE_TIMEOUT, self._security
                 )
                 self.broker_problem = ""
             except Unreachable as exc:
@@ -365,6 +371,11 @@ class Worker(faust.Worker):
             log.warning(
                 "CRM_CHECKPOINT_SECRET is not set: model checkpoints are authenticated with a "
                 "development key; set a secret in production"
+            )
+        if not self.settings.pii_secret.get_secret_value():
+            log.warning(
+                "CRM_PII_SECRET is not set: contact details are hashed with a development "
+                "key; set a secret in production"
             )
         await asyncio.to_thread(declare_topics, self.settings)
 
@@ -472,6 +483,7 @@ def run_worker(settings: Settings) -> int:
                 str(settings.liveness_timeout),
             ],
             stdin=subprocess.DEVNULL,
+            env={**os.environ, **kafka_environment(settings)},
             preexec_fn=end_with_parent,
         )
     app, runtime = create_app(settings)

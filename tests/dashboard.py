@@ -19,7 +19,13 @@ from crmstream.models.profile import Profile
 from crmstream.schemas.outputs import Alert, deterministic_id
 from crmstream.streams import topics
 from crmstream.streams.dev.embedded import free_port
-from crmstream.streams.profiles import CUSTOMERS_KEY, profile_key, profile_to_fields
+from crmstream.streams.profiles import (
+    CUSTOMERS_KEY,
+    HISTORY_KINDS,
+    history_keys,
+    profile_key,
+    profile_to_fields,
+)
 from crmstream.streams.tools.publisher import Publisher
 from tests.helpers import wait_until
 
@@ -96,6 +102,10 @@ def store_profile(redis_url: str, profile: Profile) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         client.hset(profile_key(profile.customer_id), mapping=profile_to_fields(profile))
+        for kind, key in zip(HISTORY_KINDS, history_keys(profile.customer_id), strict=True):
+            entries = getattr(profile.history, kind)
+            if entries:
+                client.rpush(key, *map(msgspec.json.encode, entries))
         client.sadd(CUSTOMERS_KEY, profile.customer_id)
     finally:
         client.close()

@@ -6,7 +6,7 @@
 // Reads JSON lines {"topic": "crm.purchases", "event": {...}} and prints one JSON line per
 // event: {"topic", "event_id", "valid", "errors"}. Exit code 1 if any event is invalid.
 // The schemas are the committed files in schemas/json/; an event they accept is one the
-// crmstream worker accepts (tests/integration/test_node_example.py holds them to it).
+// crmstream worker accepts (tests/integration/test_language_examples.py holds them to it).
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 
@@ -18,6 +18,7 @@ const TOPICS = {
   "crm.purchases": "purchase.json",
   "crm.chats": "chat_message.json",
   "crm.feedback": "feedback.json",
+  "crm.customers": "customer_details.json",
 };
 
 const ajv = new Ajv2020({ allErrors: true });

@@ -101,8 +101,12 @@ class EmbeddedStack:
         redis_port: int = 0,
         start_timeout: float = 15.0,
         appendonly: bool = False,
+        advertised_kafka_port: int = 0,
     ):
         self.kafka_port = kafka_port or free_port()
+        #: The port the broker tells clients to connect to (default: its own), e.g. that of a
+        #: TLS-terminating proxy in front of it.
+        self.advertised_kafka_port = advertised_kafka_port or self.kafka_port
         self.redis_port = redis_port or free_port()
         self.start_timeout = start_timeout
         #: Whether Redis keeps an append-only file (``appendfsync everysec``), so that it
@@ -135,16 +139,15 @@ class EmbeddedStack:
         """Start both servers and return when both accept connections."""
         self.workdir = Path(tempfile.mkdtemp(prefix="crmstream-stack-"))
         try:
-            address = f"tcp://127.0.0.1:{self.kafka_port}"
             broker = self._spawn(
                 "broker",
                 [
                     tansu_binary(),
                     "broker",
                     "--listener-url",
-                    address,
+                    f"tcp://127.0.0.1:{self.kafka_port}",
                     "--advertised-listener-url",
-                    address,
+                    f"tcp://127.0.0.1:{self.advertised_kafka_port}",
                     "--storage-engine",
                     "memory://tansu/",
                 ],

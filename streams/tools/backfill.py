@@ -436,13 +436,17 @@ def backfill(
     return sent
 
 
-def newest_published(bootstrap: list[str], tail: int = 50) -> datetime | None:
+def newest_published(
+    bootstrap: list[str], tail: int = 50, security: Mapping[str, Any] | None = None
+) -> datetime | None:
     """The latest ``occurred_at`` among the last ``tail`` records of each partition of
     ``crm.purchases`` (None when it is empty): what the workers have already seen, give or
     take, so that a backfill of older history can say it comes too late."""
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, **(security or {})
+    )
     try:
         partitions = consumer.partitions_for_topic(topics.PURCHASES) or set()
         ends = consumer.end_offsets([TopicPartition(topics.PURCHASES, p) for p in partitions])
@@ -452,7 +456,8 @@ def newest_published(bootstrap: list[str], tail: int = 50) -> datetime | None:
     if not start:
         return None
     newest: datetime | None = None
-    for record in read_topic(bootstrap, topics.PURCHASES, start=start, idle=0.3):
+    records = read_topic(bootstrap, topics.PURCHASES, start=start, idle=0.3, security=security)
+    for record in records:
         try:
             at = decode(record.value or b"", Purchase).occurred_at
         except InvalidEvent:

@@ -80,11 +80,19 @@ _TOPIC_DESCRIPTIONS = {
     topics.CHATS: "Support conversation messages, published by applications. "
     "Keyed by `customer_id`.",
     topics.FEEDBACK: "Ratings and NPS answers, published by applications. Keyed by `customer_id`.",
+    topics.CUSTOMERS: "Customers' names, contact details, country, marketing consent per "
+    "channel and external ids, published by applications. Keyed by `customer_id`. Names, "
+    "e-mail addresses and phone numbers are stored only as keyed hashes (and encrypted "
+    "copies when a key is configured).",
     topics.ALERTS: "Alerts for a human to look at, published by crmstream. Keyed by `customer_id`.",
     topics.TIER_CHANGES: "Value-tier changes, published by crmstream. Keyed by `customer_id`.",
     topics.TRIGGERS: "Marketing rules that fired, published by crmstream. Keyed by `customer_id`.",
     topics.AUDIENCES: "Customers entering and leaving audiences, published by crmstream. "
     "Keyed by `customer_id`.",
+    topics.ERASURES: "Customers crmstream erased, published by crmstream (`crmstream erase`, "
+    "`DELETE /api/customers/{id}`). Keyed by `customer_id`: delete what you hold of them.",
+    topics.AUDIT: "Who read a profile, erased a customer, acknowledged an alert, changed "
+    "the rules or replayed dead letters, and when; published by crmstream.",
     topics.DEADLETTER: "Input records crmstream rejected, published by crmstream. Key and "
     "value are the original record's, byte for byte, so a record can be fixed and replayed; "
     "why and where it was rejected is in the headers.",
@@ -98,7 +106,8 @@ _DEADLETTER_HEADERS = {
     "__connect.errors.exception.message": "The reason as `<code> at <path>: <message>`.",
     "crm.error.code": "Machine-readable reason, e.g. `invalid_json`, `schema_violation`, "
     "`unknown_schema_version`, `bad_customer_id`, `too_large`, `too_deep`, `invalid_utf8`, "
-    "or a processing-stage code: `tombstone`, `key_mismatch`, `unsupported_currency`.",
+    "or a processing-stage code: `tombstone`, `key_mismatch`, `unsupported_currency`, "
+    "`erased`.",
     "crm.error.path": "JSON path of the offending field (`$` for the whole record).",
     "crm.error.message": "The reason, for humans.",
     "crm.source.timestamp": "Timestamp of the rejected record, in seconds since the epoch "
@@ -167,7 +176,7 @@ def json_schemas() -> dict[str, str]:
     --------
     >>> schemas = json_schemas()
     >>> sorted(schemas)[:3]
-    ['alert.json', 'audience_change.json', 'chat_message.json']
+    ['alert.json', 'audience_change.json', 'audit_event.json']
     >>> schemas["feedback.json"].endswith("}\\n")
     True
     """

@@ -13,9 +13,10 @@ import base64
 import binascii
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from kafka import KafkaConsumer, TopicPartition
@@ -105,11 +106,12 @@ def dead_letters(
     since: float | None = None,
     reasons: Iterable[str] = (),
     start: dict[int, int] | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[ConsumerRecord, DeadLetterRecord]]:
     """Dead letters on the topic, optionally only those written after ``since`` (Unix
     time) with one of the reason codes in ``reasons``, from ``start`` offsets."""
     wanted = set(reasons)
-    for message in read_topic(bootstrap, topics.DEADLETTER, start=start):
+    for message in read_topic(bootstrap, topics.DEADLETTER, start=start, security=security):
         if since is not None and message.timestamp / 1000 < since:
             continue
         record = to_record(message)
@@ -176,11 +178,15 @@ def replay_pending(
     group: str,
     reasons: Iterable[str] = (),
     replay_all: bool = False,
+    security: Mapping[str, Any] | None = None,
 ) -> ReplayReport:
     """Re-publish the original bytes of the dead letters not replayed yet (all of them with
     ``replay_all``) to their source topics, and remember how far this group got."""
     report = ReplayReport()
-    tracker = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    security = security or {}
+    tracker = KafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, **security
+    )
     try:
         partitions = sorted(tracker.partitions_for_topic(topics.DEADLETTER) or ())
         tps = [TopicPartition(topics.DEADLETTER, p) for p in partitions]
@@ -192,8 +198,8 @@ def replay_pending(
                     start[tp.partition] = committed
         reached: dict[TopicPartition, int] = {}
         wanted = set(reasons)
-        with Publisher(bootstrap) as publisher:
-            for message, record in dead_letters(bootstrap, start=start):
+        with Publisher(bootstrap, **security) as publisher:
+            for message, record in dead_letters(bootstrap, start=start, security=security):
                 reached[TopicPartition(message.topic, message.partition)] = message.offset + 1
                 if (wanted and record.reason.code not in wanted) or message.value is None:
                     report.skipped += 1  # tombstones have nothing to replay
@@ -208,7 +214,9 @@ def replay_pending(
     return report
 
 
-def replay_fixed(bootstrap: list[str], lines: Iterable[bytes]) -> ReplayReport:
+def replay_fixed(
+    bootstrap: list[str], lines: Iterable[bytes], security: Mapping[str, Any] | None = None
+) -> ReplayReport:
     """Re-publish corrected dead letters: JSON lines in the format of ``deadletter list
     --json`` whose ``value`` (or ``value_base64``) has been edited.
 
@@ -239,7 +247,7 @@ def replay_fixed(bootstrap: list[str], lines: Iterable[bytes]) -> ReplayReport:
             fixed.append((record, value))
     if report.errors:
         return report
-    with Publisher(bootstrap) as publisher:
+    with Publisher(bootstrap, **(security or {})) as publisher:
         for record, value in fixed:
             _replay_one(publisher, record, value)
             report.replayed += 1

@@ -18,25 +18,26 @@ from collections.abc import Callable
 import msgspec
 import redis.asyncio as aioredis
 
+from crmstream.streams.customer_keys import ACKS_KEY, ACKS_LOG_KEY, acks_index_key
+
 log = logging.getLogger(__name__)
 
-ACKS_KEY = "crm:alerts:acks"
-ACKS_LOG_KEY = "crm:alerts:acks:log"
 ACKS_CHANNEL = "crm:alerts:acks:events"
 #: Entries kept in the audit stream (approximately; trimmed by Redis).
 ACKS_LOG_LENGTH = 1_000_000
 
 # KEYS[1] acks hash, KEYS[2] audit stream; ARGV alert id, the encoded ack, who, when (ms),
-# the stream's length. Returns the stored ack and 1 if it is new, 0 if it was there.
+# the stream's length. Returns the stored ack, 1 if it is new (0 if it was there), and the
+# log entry's id.
 _ACK = """
 local stored = redis.call('HGET', KEYS[1], ARGV[1])
 if stored then
-  return {stored, 0}
+  return {stored, 0, ''}
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'alert_id', ARGV[1], 'by', ARGV[3],
-           'at', ARGV[4])
-return {ARGV[2], 1}
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'alert_id', ARGV[1],
+                         'by', ARGV[3], 'at', ARGV[4])
+return {ARGV[2], 1, entry}
 """
 
 
@@ -72,17 +73,21 @@ class AckStore:
             await self._client.aclose()
             self._client = None
 
-    async def ack(self, alert_id: str, by: str) -> tuple[Ack, bool]:
-        """Acknowledge ``alert_id``; return the stored ack and whether it is new."""
+    async def ack(self, alert_id: str, by: str, customer_id: str | None = None) -> tuple[Ack, bool]:
+        """Acknowledge ``alert_id``; return the stored ack and whether it is new. The ack
+        is indexed under ``customer_id``'s key, so that erasing them removes it."""
         _ = self.client
         now = time.time()
         ack = Ack(alert_id, by, round(now, 3))
-        stored, created = await self._script(  # type: ignore[misc]
+        stored, created, entry = await self._script(  # type: ignore[misc]
             keys=[ACKS_KEY, ACKS_LOG_KEY],
             args=[alert_id, _encode(ack), by, int(now * 1000), ACKS_LOG_LENGTH],
         )
         result = _decode_ack(stored)
         if created:
+            if customer_id is not None:
+                entry_id = entry.decode() if isinstance(entry, bytes) else str(entry)
+                await self.client.sadd(acks_index_key(customer_id), f"{alert_id}|{entry_id}")
             await self.client.publish(ACKS_CHANNEL, stored)
         return result, bool(created)
 

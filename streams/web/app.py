@@ -41,9 +41,14 @@ from starlette.schemas import SchemaGenerator
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
+from crmstream.models.redaction import redact
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
-from crmstream.schemas.outputs import AlertKind, Severity, Tier
+from crmstream.schemas.outputs import AlertKind, AuditAction, Severity, Tier
+from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output
+from crmstream.streams.credentials import aiokafka_options, kafka_python_options, redis_client_url
+from crmstream.streams.erasure import Eraser
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
 from crmstream.streams.settings import Settings
 from crmstream.streams.web.acks import Ack, AckStore
@@ -126,10 +131,17 @@ class Dashboard:
         self.auth = Authenticator(
             settings.api_token.get_secret_value(), settings.dashboard_session_hours * 3600
         )
-        self.feed = AlertFeed(settings.bootstrap_servers, settings.dashboard_alert_buffer)
-        self.acks = AckStore(settings.redis_url)
-        self.profiles = ProfileStore(settings.redis_url)
+        self.feed = AlertFeed(
+            settings.bootstrap_servers,
+            settings.dashboard_alert_buffer,
+            security=aiokafka_options(settings),
+        )
+        self.acks = AckStore(redis_client_url(settings))
+        self.profiles = ProfileStore(redis_client_url(settings), history=settings.history_limits())
         self.overview = Overview(settings, self.profiles)
+        self.contact_keys = settings.contact_keys()
+        self.outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
+        self._eraser: Eraser | None = None
         self._follower: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
@@ -147,6 +159,32 @@ class Dashboard:
             await self.overview.stop()
             await self.acks.close()
             await self.profiles.close()
+            await asyncio.to_thread(self.outputs.close)
+
+    @property
+    def eraser(self) -> Eraser:
+        """Erases customers (created on first use)."""
+        if self._eraser is None:
+            settings = self.settings
+            self._eraser = Eraser(
+                self.profiles.client,
+                self.contact_keys,
+                settings.partitions,
+                self.outputs.send,
+                settings.erasure_policy,
+            )
+        return self._eraser
+
+    async def audit(
+        self,
+        principal: Principal,
+        action: AuditAction,
+        target: str | None,
+        **details: Any,
+    ) -> None:
+        """Record on ``crm.audit`` what ``principal`` did (before the answer is sent)."""
+        actor = "api" if principal.via == "token" else f"dashboard:{principal.name}"
+        await self.outputs.send([audit_output(audit_event(actor, action, target, **details))])
 
     def _on_ack(self, ack: Ack) -> None:
         self.feed.broadcast({"type": "ack", **msgspec.to_builtins(ack)})
@@ -246,14 +284,53 @@ class Dashboard:
              pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
         responses:
           200: {description: "The profile: tier, clv, purchase_propensity, segment,
-                last_purchase_anomaly, sentiment, counts and dates"}
+                last_purchase_anomaly, sentiment, counts and dates, consent per channel,
+                and contact: name, email and phone (decrypted when CRM_PII_ENCRYPTION_KEY
+                is set, else null), country and external_ids"}
           401: {description: not authenticated}
           404: {description: unknown customer}
           422: {description: malformed customer id}
         """
-        self.caller(request)
+        principal = self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
-        return JSONResponse(profile_view(profile))
+        view = profile_view(profile, self.contact_keys)
+        shown = any(view["contact"][kind] is not None for kind in CONTACT_FIELDS)
+        await self.audit(principal, "profile.read", profile.customer_id, contact_shown=shown)
+        return JSONResponse(view)
+
+    async def erase_customer(self, request: Request) -> Response:
+        """
+        summary: Erase a customer (as `crmstream erase`), then publish a notice on crm.erasures.
+        description: "Removes everything crmstream keeps of the customer: profile, dedupe
+          set, model state, history, alert acknowledgements, rule state and audience
+          memberships; recorded on crm.audit. A page request must send its CSRF token."
+        parameters:
+          - {name: customer_id, in: path, required: true, schema: {type: string,
+             pattern: "^[A-Za-z0-9_.-]{1,64}$"}}
+        responses:
+          200: {description: "{customer_id, keys_removed, shared_entries_removed,
+                erasure_id, policy}"}
+          401: {description: not authenticated}
+          403: {description: a page request without its CSRF token}
+          422: {description: malformed customer id}
+        """
+        principal = self.caller(request)
+        customer_id = request.path_params["customer_id"]
+        if not _CUSTOMER_ID.match(customer_id):
+            raise ApiError(
+                422, "invalid_customer_id", "a customer id is 1 to 64 of A-Z a-z 0-9 _ . -"
+            )
+        report = await self.eraser.erase(customer_id)
+        self.feed.forget(customer_id)
+        await self.audit(
+            principal,
+            "customer.erase",
+            customer_id,
+            keys_removed=report.keys,
+            shared_entries_removed=report.shared_entries,
+            policy=report.policy,
+        )
+        return JSONResponse(report.as_dict())
 
     async def customer_history(self, request: Request) -> Response:
         """
@@ -265,13 +342,17 @@ class Dashboard:
           404: {description: unknown customer}
           422: {description: malformed customer id}
         """
-        self.caller(request)
+        principal = self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
+        await self.audit(principal, "profile.read", profile.customer_id, part="history")
         history = profile.history
         return JSONResponse(
             {
                 "customer_id": profile.customer_id,
-                "messages": msgspec.to_builtins(history.messages),
+                "messages": [
+                    {**m, "excerpt": redact(m["excerpt"])} if m.get("excerpt") else m
+                    for m in msgspec.to_builtins(history.messages)
+                ],
                 "alerts": msgspec.to_builtins(history.alerts),
                 "tiers": msgspec.to_builtins(history.tiers),
             }
@@ -345,9 +426,12 @@ class Dashboard:
         alert_id = request.path_params["alert_id"]
         if not _ALERT_ID.match(alert_id):
             raise ApiError(422, "invalid_alert_id", "an alert id is 32 lowercase hex digits")
-        if self.feed.get(alert_id) is None:
+        item = self.feed.get(alert_id)
+        if item is None:
             raise ApiError(404, "unknown_alert", "no such alert among the recent alerts")
-        ack, created = await self.acks.ack(alert_id, principal.name)
+        ack, created = await self.acks.ack(alert_id, principal.name, item.alert.customer_id)
+        if created:
+            await self.audit(principal, "alert.acknowledge", alert_id, by=ack.by)
         return JSONResponse(msgspec.to_builtins(ack), status_code=201 if created else 200)
 
     async def stream(self, request: Request) -> Response:
@@ -465,18 +549,48 @@ _decode_tier = msgspec.json.Decoder(_TierOnly).decode
 _HIDDEN = ("model_state", "streak_event_ids", "history", "items")
 
 
-def profile_view(profile: Profile) -> dict[str, Any]:
-    """A profile as the API shows it: its fields, ``clv``, without internal model state."""
+def profile_view(profile: Profile, keys: ContactKeys | None = None) -> dict[str, Any]:
+    """A profile as the API shows it: its fields, ``clv``, without internal model state;
+    ``contact`` as :func:`contact_view` shows it."""
     data = msgspec.to_builtins(profile)
     for name in _HIDDEN:
         data.pop(name, None)
     data["clv"] = profile.clv
+    data["contact"] = contact_view(profile, keys)
     return data
+
+
+def contact_view(profile: Profile, keys: ContactKeys | None) -> dict[str, Any]:
+    """A customer's contact as the API shows it: name, e-mail and phone decrypted when
+    ``keys`` can open them (``null`` otherwise: never the hashes), country, external ids.
+
+    >>> from crmstream.models.contact import Contact
+    >>> keys = ContactKeys(b"k", bytes(32))
+    >>> sealed = {"email": keys.seal("c1", "email", "ann@example.com")}
+    >>> profile = Profile(customer_id="c1",
+    ...                   contact=Contact(hashes={"email": "ab"}, sealed=sealed))
+    >>> contact_view(profile, keys)["email"], contact_view(profile, None)["email"]
+    ('ann@example.com', None)
+    """
+    contact = profile.contact
+    view: dict[str, Any] = dict.fromkeys(CONTACT_FIELDS)
+    if contact is None:
+        return {**view, "country": None, "external_ids": {}}
+    for kind in CONTACT_FIELDS:
+        sealed = contact.sealed.get(kind)
+        if sealed is not None and keys is not None and keys.can_seal:
+            try:
+                view[kind] = keys.open(profile.customer_id, kind, sealed)
+            except ValueError:  # sealed with another key
+                view[kind] = None
+    return {**view, "country": contact.country, "external_ids": dict(contact.external_ids)}
 
 
 def alert_view(item: FeedItem, acks: dict[str, Ack], tiers: dict[str, str]) -> dict[str, Any]:
     """An alert as the API shows it: its fields, where it is on the topic, tier and ack."""
     data = msgspec.to_builtins(item.alert)
+    if data.get("excerpt"):  # redacted by the workers; again for alerts of older versions
+        data["excerpt"] = redact(data["excerpt"])
     ack = acks.get(item.alert.alert_id)
     data.update(
         partition=item.partition,
@@ -594,7 +708,8 @@ def create_dashboard(settings: Settings) -> Starlette:
         Route("/health", board.health),
         Route("/openapi.json", board.openapi, include_in_schema=False),
         Route("/api/session", board.session),
-        Route("/api/customers/{customer_id}", board.customer),
+        Route("/api/customers/{customer_id}", board.customer, methods=["GET"]),
+        Route("/api/customers/{customer_id}", board.erase_customer, methods=["DELETE"]),
         Route("/api/customers/{customer_id}/history", board.customer_history),
         Route("/api/alerts", board.alerts),
         Route("/api/alerts/stream", board.stream),

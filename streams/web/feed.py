@@ -19,8 +19,9 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -96,9 +97,15 @@ class AlertFeed:
     """Reads ``crm.alerts`` into a bounded buffer and fans new alerts out to subscribers."""
 
     def __init__(
-        self, bootstrap: list[str], capacity: int = 20000, topic: str = topics.ALERTS
+        self,
+        bootstrap: list[str],
+        capacity: int = 20000,
+        topic: str = topics.ALERTS,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        #: TLS/SASL options of its consumers (``credentials.aiokafka_options``).
+        self.security = dict(security or {})
         self.capacity = capacity
         self.topic = topic
         self.buffer: deque[FeedItem] = deque()
@@ -130,6 +137,18 @@ class AlertFeed:
     def get(self, alert_id: str) -> FeedItem | None:
         """The buffered alert with this id (the newest copy), or ``None``."""
         return self._by_id.get(alert_id)
+
+    def forget(self, customer_id: str) -> int:
+        """Drop a customer's alerts from the buffer (they were erased); returns how many.
+        Kafka keeps them until the topic's retention: consumers follow ``crm.erasures``."""
+        kept = deque(i for i in self.buffer if i.alert.customer_id != customer_id)
+        dropped = len(self.buffer) - len(kept)
+        if dropped:
+            self.buffer = kept
+            self._by_id = {
+                k: v for k, v in self._by_id.items() if v.alert.customer_id != customer_id
+            }
+        return dropped
 
     def recent(self) -> list[FeedItem]:
         """Every buffered alert, oldest first."""
@@ -168,7 +187,10 @@ class AlertFeed:
     async def read_range(self, gaps: dict[int, tuple[int, int]]) -> list[FeedItem]:
         """The alerts at ``[from, to)`` of each partition, read from Kafka."""
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            **self.security,
         )
         await consumer.start()
         items: list[FeedItem] = []
@@ -216,6 +238,7 @@ class AlertFeed:
             group_id=None,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
+            **self.security,
         )
         self._consumer = consumer
         await consumer.start()

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
+from crmstream.streams.credentials import aiokafka_options, redis_client_url
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
 from crmstream.streams.settings import Settings
 
@@ -49,7 +50,9 @@ class Overview:
     def __init__(self, settings: Settings, profiles: ProfileStore) -> None:
         self.settings = settings
         self.profiles = profiles
-        self.checkpoints = CheckpointStore(settings.redis_url, settings.checkpoint_hmac_key())
+        self.checkpoints = CheckpointStore(
+            redis_client_url(settings), settings.checkpoint_hmac_key()
+        )
         self.ends: deque[tuple[float, dict[str, int]]] = deque(maxlen=7)
         self.deadletters: deque[tuple[float, str]] = deque()
         self.tiers: dict[str, int] = {}
@@ -116,6 +119,7 @@ class Overview:
             enable_auto_commit=False,
             group_id=None,
             fetch_max_wait_ms=100,
+            **aiokafka_options(self.settings),
         )
         await consumer.start()
         try:

@@ -10,7 +10,11 @@ offset and checks what they left behind against what the stream says must be the
 * every tier change a clean fold of the purchases causes is on ``crm.tier-changes``, and
   nothing else; each customer's chain of changes is consistent (each starts where the
   previous ended, and the last ends at the profile's tier);
-* an output id (tier change, alert) seen twice carries the same content both times;
+* every alert that does not depend on learned models (``low_rating`` for each rating of
+  2 or less, ``churn_intent`` for each chat a keyword rule reads as cancelling) and every
+  trigger of the run's two rules (:data:`RULES`: one per large purchase, one per customer
+  whose first purchase is over 50) is on its topic, and no trigger that should not be;
+* an output id (tier change, alert, trigger) seen twice carries the same content both times;
 * the models learned each distinct event once (the checkpoints' ``learned`` counts).
 
 The figures of a run (events, faults, lost, double-applied, duplicate outputs, recovery
@@ -30,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crmstream.models.profile import Profile, apply_purchase
-from crmstream.schemas import ChatMessage, Feedback, Purchase
+from crmstream.schemas import ChatMessage, Feedback, Purchase, deterministic_id
 from crmstream.streams import topics
 from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.settings import Settings
@@ -46,6 +50,23 @@ from tests.helpers import (
 GROUP = "crmstream"
 PRAISE = ["Lovely coffee, arrived fast and tastes great", "Great service, thank you so much"]
 COMPLAINTS = ["The parcel arrived broken and nobody answers", "Terrible quality, I am very upset"]
+CANCELS = ["Please cancel my subscription, I am done"]
+#: The marketing rules every run loads: their triggers depend on each purchase and on the
+#: customer's purchases before it, never on learned models, so the harness can predict them.
+RULES = """
+rules:
+  - id: large-purchase
+    on: [purchase]
+    when: event.amount > 60.0
+    emit:
+      amount: "{{ event.amount }}"
+  - id: first-purchase-over-50
+    on: [purchase]
+    when: before.orders == 0 && event.amount > 50.0
+    emit:
+      campaign: welcome
+    once_per: customer
+"""
 
 Event = Purchase | ChatMessage | Feedback
 
@@ -81,7 +102,7 @@ def make_stream(
                 occurred_at=at,
                 conversation_id=f"conv-{customer}",
                 sender="customer",
-                text=rng.choice(PRAISE if happy else COMPLAINTS),
+                text=rng.choice(PRAISE if happy else COMPLAINTS + CANCELS),
                 intent=None if happy else "complaint",
             )
             stream.append((topics.CHATS, chat))
@@ -117,6 +138,8 @@ class Expected:
     revenue: dict[str, float]
     tier_changes: dict[str, tuple[str, str, str]]  # change id -> (customer, from, to)
     tiers: dict[str, str]
+    alerts: set[str]  # ids of the alerts that do not depend on learned models
+    triggers: set[str]
 
 
 def expected(stream: list[tuple[str, Event]]) -> Expected:
@@ -126,17 +149,30 @@ def expected(stream: list[tuple[str, Event]]) -> Expected:
     counts: Counter[tuple[str, str]] = Counter()
     profiles: dict[str, Profile] = {}
     changes: dict[str, tuple[str, str, str]] = {}
+    alerts: set[str] = set()
+    triggers: set[str] = set()
     for topic, record in stream:
         if record.event_id in seen:
             continue
         seen.add(record.event_id)
-        counts[(topic, record.customer_id)] += 1
+        customer = record.customer_id
+        counts[(topic, customer)] += 1
         if isinstance(record, Purchase):
-            before = profiles.get(record.customer_id, Profile(customer_id=record.customer_id))
+            before = profiles.get(customer, Profile(customer_id=customer))
             after, change = apply_purchase(before, record, policies.tiers)
-            profiles[record.customer_id] = after
+            profiles[customer] = after
             if change is not None:
                 changes[change.change_id] = (change.customer_id, change.from_tier, change.to_tier)
+            if record.amount > 60.0:
+                key = ("large-purchase", customer, record.event_id)
+                triggers.add(deterministic_id("trigger", *key))
+            if before.orders == 0 and record.amount > 50.0:
+                key = ("first-purchase-over-50", customer, "ever")
+                triggers.add(deterministic_id("trigger", *key))
+        elif isinstance(record, Feedback) and record.rating is not None and record.rating <= 2:
+            alerts.add(deterministic_id("low_rating", record.event_id))
+        elif isinstance(record, ChatMessage) and record.text in CANCELS:
+            alerts.add(deterministic_id("churn_intent", record.event_id))
     return Expected(
         events=len(seen),
         per_topic=Counter(topic for topic, _ in stream),
@@ -144,6 +180,8 @@ def expected(stream: list[tuple[str, Event]]) -> Expected:
         revenue={c: p.revenue for c, p in profiles.items()},
         tier_changes=changes,
         tiers={c: p.tier for c, p in profiles.items()},
+        alerts=alerts,
+        triggers=triggers,
     )
 
 
@@ -162,6 +200,8 @@ class Figures:
     unexpected_outputs: int = 0
     broken_chains: int = 0
     learned: int = 0
+    alerts: int = 0
+    triggers: int = 0
     recovery_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -172,7 +212,8 @@ class Figures:
             f"lost {self.lost}, double-applied {self.double_applied}, duplicate outputs "
             f"{self.duplicate_outputs} (conflicting {self.conflicting_outputs}), missing "
             f"{self.missing_outputs}, unexpected {self.unexpected_outputs}, broken chains "
-            f"{self.broken_chains}; models learned {self.learned}; caught up "
+            f"{self.broken_chains}; {self.alerts} alerts, {self.triggers} triggers; models "
+            f"learned {self.learned}; caught up "
             f"{self.recovery_seconds:.1f} s after the last fault"
         )
 
@@ -198,6 +239,7 @@ class ChaosRun:
             "CRM_SESSION_TIMEOUT": "6",
             "CRM_CHECKPOINT_INTERVAL": "1",
             "CRM_BATCH_SIZE": "100",
+            "CRM_RULES_FILE": str(self._rules_file(logs)),
             **{f"CRM_{k.upper()}": v for k, v in settings.items()},
         }
         self.workers: list[WorkerProcess] = []
@@ -205,6 +247,12 @@ class ChaosRun:
         self.figures = Figures()
         self.last_fault = time.monotonic()
         self.bootstrap = [stack.kafka_url.removeprefix("kafka://")]
+
+    @staticmethod
+    def _rules_file(logs: Path) -> Path:
+        path = logs / "rules.yaml"
+        path.write_text(RULES)
+        return path
 
     # -- workers and faults -------------------------------------------------------------
 
@@ -327,9 +375,22 @@ class ChaosRun:
             if profile.tier != want.tiers.get(customer, "bronze"):
                 figures.problems.append(f"{customer}: tier {profile.tier}")
         changes = self._outputs(topics.TIER_CHANGES, "change_id")
-        self._outputs(topics.ALERTS, "alert_id")
-        figures.missing_outputs = len(want.tier_changes.keys() - changes.keys())
-        figures.unexpected_outputs = len(changes.keys() - want.tier_changes.keys())
+        alerts = self._outputs(topics.ALERTS, "alert_id")
+        triggers = self._outputs(topics.TRIGGERS, "trigger_id")
+        # Alerts of the other kinds depend on learned models: only their duplicates count.
+        predictable = {"low_rating", "churn_intent"}
+        alerted = {i for i, alert in alerts.items() if alert["kind"] in predictable}
+        figures.missing_outputs = (
+            len(want.tier_changes.keys() - changes.keys())
+            + len(want.alerts - alerted)
+            + len(want.triggers - triggers.keys())
+        )
+        figures.unexpected_outputs = (
+            len(changes.keys() - want.tier_changes.keys())
+            + len(alerted - want.alerts)
+            + len(triggers.keys() - want.triggers)
+        )
+        figures.alerts, figures.triggers = len(alerts), len(triggers)
         chains: dict[str, list[dict]] = defaultdict(list)
         for change in changes.values():
             chains[change["customer_id"]].append(change)

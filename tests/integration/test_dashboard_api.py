@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import redis
 
@@ -228,8 +229,39 @@ def test_login_session_cookie_and_csrf(dashboard, bootstrap):
         _error(browser.post(path, headers={"X-CSRF-Token": "forged"}), 403, "csrf")
         done = browser.post(path, headers={"X-CSRF-Token": session["csrf"]})
         assert done.status_code == 201 and done.json()["by"] == "Ana"
+        _error(browser.delete("/api/customers/s1"), 403, "csrf")
+        erased = browser.delete("/api/customers/s1", headers={"X-CSRF-Token": session["csrf"]})
+        assert erased.status_code == 200 and erased.json()["customer_id"] == "s1"
+        assert alert.alert_id not in [
+            a["alert_id"] for a in browser.get("/api/alerts").json()["alerts"]
+        ]
         browser.post("/logout")
         _error(browser.get("/api/session"), 401, "unauthenticated")
+
+
+def test_excerpts_written_before_redaction_are_redacted_when_shown(
+    dashboard, bootstrap, board_stack
+):
+    said = "call me on +44 20 7946 0958 or at ann@example.com"
+    entry = MessageEntry(at=datetime.now(UTC), event_id="m9", sentiment=-0.5, intent="other",
+                         excerpt=said)  # fmt: skip
+    profile = Profile(customer_id="old-1", history=History(messages=[entry]))
+    store_profile(board_stack.redis_url, profile)
+    alert = msgspec.structs.replace(make_alert(500, "old-1"), excerpt=said)
+    publish_alerts(bootstrap, [alert])
+    with dashboard.client() as api:
+        history = api.get("/api/customers/old-1/history").json()
+        assert history["messages"][0]["excerpt"] == "call me on [phone] or at [email]"
+
+        def found() -> list:
+            return [
+                a
+                for a in api.get("/api/alerts").json()["alerts"]
+                if a["alert_id"] == alert.alert_id
+            ]
+
+        shown = wait_until(found, 10, "the alert to be read")
+        assert shown[0]["excerpt"] == "call me on [phone] or at [email]"
 
 
 def test_live_feed_resumes_without_loss_or_repeat(dashboard, bootstrap):
@@ -293,6 +325,7 @@ def test_openapi_documents_the_api(dashboard):
     ):
         assert path in paths, path
     assert "404" in {str(k) for k in paths["/api/customers/{customer_id}"]["get"]["responses"]}
+    assert "200" in {str(k) for k in paths["/api/customers/{customer_id}"]["delete"]["responses"]}
 
 
 def test_second_dashboard_resumes_from_kafka_and_shares_acknowledgements(

@@ -11,7 +11,7 @@ import sys
 import msgspec
 import pytest
 
-from crmstream.schemas import DeadLetterRecord
+from crmstream.schemas import AuditEvent, DeadLetterRecord
 from crmstream.streams import topics
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.tools.publisher import Publisher
@@ -133,3 +133,8 @@ def test_list_filters_and_replay_after_a_configuration_fix(stack, start_worker):
         wait_until(lambda: revenue(stack.redis_url) == 31.0, 60, "the marker purchase")
         assert worker.stop() == 0
     assert len(list(dead_letters(bootstrap))) == 3
+    audit = [
+        msgspec.json.decode(r.value, type=AuditEvent) for r in read_topic(bootstrap, topics.AUDIT)
+    ]
+    replays = [(a.action, a.actor[:4], a.details["replayed"]) for a in audit]
+    assert replays == [("deadletter.replay", "cli:", n) for n in (2, 0, 2)]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
+from crmstream.models.history import History, HistoryLimits, MessageEntry, remember
 from crmstream.models.profile import Profile
 from crmstream.streams.dev.embedded import EmbeddedStack
-from crmstream.streams.profiles import _SCRIPTS, Delivery, ProfileStore, profile_key
+from crmstream.streams.profiles import (
+    _SCRIPTS,
+    Delivery,
+    ProfileStore,
+    history_keys,
+    profile_key,
+)
 from crmstream.streams.sink import Output
 
 pytestmark = pytest.mark.integration
@@ -136,4 +144,59 @@ async def test_get_many_reads_the_known_profiles_in_one_call(redis_url):
     assert sorted(found) == ["many-a", "many-b"]
     assert (found["many-a"].revenue, found["many-b"].revenue) == (3.0, 4.0)
     assert await store.get_many([]) == {}
+    await store.close()
+
+
+def said(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
+    """A fold that remembers each event as a message of the customer's history, as the
+    worker's fold does (with limits of 3 messages and 30 days)."""
+    entry = MessageEntry(at=d.record, event_id=d.event_id, sentiment=-0.5, intent="refund")
+    history = remember(profile.history, LIMITS, d.record, entry)
+    after = msgspec.structs.replace(profile, history=history, last_message_at=d.record)
+    return after, []
+
+
+LIMITS = HistoryLimits(messages=3, alerts=2, tiers=2, max_age=timedelta(days=30))
+
+
+async def test_history_is_kept_in_lists_the_worker_never_reads(redis_url):
+    store = ProfileStore(redis_url, history=LIMITS)
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    chats = [
+        Delivery("crm.chats", 0, n, "talker", f"m{n}", day + timedelta(days=n)) for n in range(5)
+    ]
+    await store.apply(chats[:2], said)
+    await store.apply(chats[2:], said)
+    # The profile's JSON holds no history: the worker's reads stay small however much it says.
+    raw = await store.client.hget(profile_key("talker"), "profile")
+    assert json.loads(raw)["history"] == {}
+    # The lists hold the newest 3 messages (each batch appended its own, then trimmed).
+    lengths = [await store.client.llen(key) for key in history_keys("talker")]
+    assert lengths == [3, 0, 0]
+    profile = await store.get("talker")
+    assert [m.event_id for m in profile.history.messages] == ["m2", "m3", "m4"]
+    # A message 40 days after the last one leaves the others past the 30-day age limit.
+    late = Delivery("crm.chats", 0, 9, "talker", "m9", day + timedelta(days=44))
+    await store.apply([late], said)
+    assert [m.event_id for m in (await store.get("talker")).history.messages] == ["m9"]
+    # Redelivered and re-sent events add nothing to the history.
+    await store.apply([late, Delivery("crm.chats", 0, 10, "talker", "m9", late.record)], said)
+    assert await store.client.llen(history_keys("talker")[0]) == 3
+    without = await store.get_many(["talker"], history=False)
+    assert without["talker"].history == History()
+    await store.close()
+
+
+async def test_a_history_stored_in_the_profile_moves_to_the_lists(redis_url):
+    """Profiles written before history had lists of their own keep it, and move it on their
+    next change."""
+    store = ProfileStore(redis_url, history=LIMITS)
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    old = MessageEntry(at=day, event_id="m0", sentiment=0.1, intent="other")
+    legacy = Profile(customer_id="legacy", history=History(messages=[old]), last_message_at=day)
+    await store.client.hset(profile_key("legacy"), "profile", msgspec.json.encode(legacy))
+    assert [m.event_id for m in (await store.get("legacy")).history.messages] == ["m0"]
+    await store.apply([Delivery("crm.chats", 0, 1, "legacy", "m1", day + timedelta(days=1))], said)
+    assert json.loads(await store.client.hget(profile_key("legacy"), "profile"))["history"] == {}
+    assert [m.event_id for m in (await store.get("legacy")).history.messages] == ["m0", "m1"]
     await store.close()

@@ -121,8 +121,14 @@ def test_workers_share_crash_and_rebalance_without_losing_or_repeating(stack, st
         for member in found:  # partition p of every input topic on one worker
             assert len({frozenset(parts) for parts in member.values()}) == 1, found
             assert member.keys() == set(topics.INPUTS), found
+        # Every partition checkpointed once (the doomed worker's too), then killed mid-stream.
         wait_until(
-            lambda: learned_total(stack.redis_url, PARTITIONS) >= half // 3, 90, "some learning"
+            lambda: (
+                len(load_checkpoints(stack.redis_url, PARTITIONS)) == PARTITIONS
+                and learned_total(stack.redis_url, PARTITIONS) >= half // 3
+            ),
+            90,
+            "a checkpoint of every partition and some learning",
         )
         doomed.process.send_signal(signal.SIGKILL)  # mid-stream: nothing flushed
         doomed.process.wait()

@@ -26,8 +26,11 @@ from crmstream.schemas import (
     CUSTOMER_ID_PATTERN,
     Alert,
     AudienceChange,
+    AuditEvent,
     ChatMessage,
+    CustomerDetails,
     DeadLetterRecord,
+    Erasure,
     Feedback,
     InvalidEvent,
     Item,
@@ -55,11 +58,14 @@ FILES: dict[type[msgspec.Struct], str] = {
     Purchase: "purchase.json",
     ChatMessage: "chat_message.json",
     Feedback: "feedback.json",
+    CustomerDetails: "customer_details.json",
     TierChange: "tier_change.json",
     Alert: "alert.json",
     Trigger: "trigger.json",
     AudienceChange: "audience_change.json",
     DeadLetterRecord: "dead_letter_record.json",
+    Erasure: "erasure.json",
+    AuditEvent: "audit_event.json",
 }
 
 AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -24,7 +24,7 @@ from hypothesis.internal.conjecture import utils as conjecture_utils
 from hypothesis_jsonschema import from_schema
 from jsonschema import Draft202012Validator
 
-from crmstream.schemas import ChatMessage, Feedback, InvalidEvent, Purchase, decode
+from crmstream.schemas import ChatMessage, CustomerDetails, Feedback, InvalidEvent, Purchase, decode
 from crmstream.schemas.codec import MAX_DEPTH, MAX_PAYLOAD_BYTES, nesting_depth
 from crmstream.streams.tools.contracts import file_name
 
@@ -48,7 +48,7 @@ if not hasattr(conjecture_utils.many, "more"):
     conjecture_utils.many.more = _more  # type: ignore[attr-defined]
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "json"
-INPUTS = [Purchase, ChatMessage, Feedback]
+INPUTS = [Purchase, ChatMessage, Feedback, CustomerDetails]
 CHECKER = Draft202012Validator.FORMAT_CHECKER
 
 STAMP = "2026-05-01T10:00:00Z"

@@ -137,8 +137,19 @@ const PROFILE_FIELDS = [
   ["last_purchase_anomaly", "last purchase anomaly"], ["sentiment_avg", "sentiment (average)"],
   ["last_sentiment", "last sentiment"], ["last_intent", "last intent"], ["messages", "messages"],
   ["feedback", "feedback"], ["last_rating", "last rating"], ["last_purchase_at", "last purchase"],
-  ["last_message_at", "last message"], ["recommendations", "recommended"],
+  ["last_message_at", "last message"], ["contact.name", "name"], ["contact.email", "e-mail"],
+  ["contact.phone", "phone"], ["contact.country", "country"], ["consents", "consents to"], ["recommendations", "recommended"],
 ];
+
+// A profile field by its dotted path ("contact.email"); "consents" lists the channels
+// whose latest answer grants consent.
+function fieldValue(profile, key) {
+  if (key === "consents") {
+    const granted = Object.entries(profile.consent || {}).filter(([, c]) => c.granted).map(([ch]) => ch);
+    return granted.length ? granted.sort().join(", ") : null;
+  }
+  return key.split(".").reduce((value, part) => (value == null ? value : value[part]), profile);
+}
 
 function formatValue(key, value) {
   if (value === null || value === undefined) return "–";
@@ -156,7 +167,7 @@ function renderProfile(profile) {
   list.replaceChildren();
   for (const [key, label] of PROFILE_FIELDS) {
     list.appendChild(el("dt", label));
-    const value = el("dd", formatValue(key, profile[key]));
+    const value = el("dd", formatValue(key, fieldValue(profile, key)));
     value.dataset.field = key;
     list.appendChild(value);
   }
