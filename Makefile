@@ -8,8 +8,10 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench chaos contracts config-reference clean system
 
-# lifetimes is installed without its dependencies: only its CDNOW data file is used
-# (`crmstream backfill cdnow`), never its code.
+# lifetimes is installed without its dependencies (its pins are old): its CDNOW data file
+# is used by `crmstream backfill cdnow` and the evaluations, and its BG/NBD and
+# Gamma-Gamma fitters only by `crmstream evaluate value`, whose dependencies (autograd,
+# dill, scipy) come with the `evaluate` extra, which `test` includes.
 # The Node example's packages (Ajv) are installed too when npm is there: its test needs them.
 $(STAMP): pyproject.toml Makefile examples/node/package-lock.json | system
 	@test -n "$(PYTHON)" || { echo "Python 3.11 is required (python3.11 not found)"; exit 1; }

@@ -24,6 +24,7 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from faust.types import Message
@@ -83,7 +84,10 @@ def main() -> None:
     customers = [f"c{rng.randrange(10**9)}" for _ in range(args.events)]
     messages = [message(c, n) for n, c in enumerate(customers)]
     settings = Settings(partitions=PARTITIONS)
-    runtime = SimpleNamespace(policies=settings.policies(), routing=Routing(PARTITIONS))
+    runtime = SimpleNamespace(
+        settings=settings, policies=settings.policies(), routing=Routing(PARTITIONS)
+    )
+    latest = datetime.now(UTC) + timedelta(seconds=settings.max_future)
 
     def run_decode() -> None:
         for m in messages:
@@ -91,7 +95,7 @@ def main() -> None:
 
     def run_to_delivery() -> None:
         for m in messages:
-            to_delivery(m, runtime)  # type: ignore[arg-type]
+            to_delivery(m, runtime, latest)  # type: ignore[arg-type]
 
     def run_checks(routing: Routing) -> Callable[[], None]:
         pairs = [(m, m.key.decode()) for m in messages]

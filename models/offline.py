@@ -64,11 +64,11 @@ class OfflinePartition:
         snapshot, lesson = state.snapshot(self._offset), state.lesson(self._offset)
         day = to_days(purchase.occurred_at)
         model = self.models.propensity
-        older = self._days.due(model, model.clock, max(model.clock, day))
+        older = self._days.due(model, model.clock, model.watermark(day))
 
         def learn(arrival: Arrival) -> None:
             if lesson is not None:
-                self.models.learn(lesson)
+                self.models.learn(lesson, arrival.snapshot)
 
         learn_purchases(
             model, [Arrival(customer, self._offset, day, snapshot)], older, self._snapshots, learn

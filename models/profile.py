@@ -29,7 +29,10 @@ class Profile(msgspec.Struct, kw_only=True):
     probability that the customer buys again within the configured horizon, as scored at
     their latest purchase (:mod:`crmstream.models.propensity`); ``segment`` their online
     k-means segment (:mod:`crmstream.models.segments`); ``last_purchase_anomaly`` how
-    unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`).
+    unusual their latest purchase was, 0..1 (:mod:`crmstream.models.anomaly`);
+    ``predicted_revenue`` the revenue expected from them in the configured value horizon
+    and ``predicted_clv`` that less the expected cost at their cost ratio
+    (:mod:`crmstream.models.value`).
     ``model_state`` is what the purchase models keep of the customer
     (:mod:`crmstream.models.customer_state`).
 
@@ -73,6 +76,8 @@ class Profile(msgspec.Struct, kw_only=True):
     purchase_propensity: float | None = None
     segment: int | None = None
     last_purchase_anomaly: float | None = None
+    predicted_revenue: float | None = None
+    predicted_clv: float | None = None
     model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
     activity: list[DayActivity] = msgspec.field(default_factory=list)
     rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)

@@ -26,6 +26,7 @@ from crmstream.models.customer_state import PurchaseLesson, Retention, trim
 from crmstream.models.profile import Profile
 from crmstream.models.propensity import PropensityModel, Snapshot, to_days
 from crmstream.models.segments import FEATURES, CustomerSegments, rfm_features
+from crmstream.models.value import ValueModel, horizon_probability, predicted_clv
 from crmstream.schemas.inputs import Purchase
 
 #: The anomaly features of :func:`~crmstream.models.anomaly.purchase_features`, in order.
@@ -55,6 +56,8 @@ class PurchaseModels:
     propensity: PropensityModel
     segments: CustomerSegments
     anomaly: PurchaseAnomaly
+    #: ``None`` in models checkpointed before it existed: see :meth:`value_model`.
+    value: ValueModel | None = None
 
     @classmethod
     def create(
@@ -64,17 +67,35 @@ class PurchaseModels:
         n_segments: int = 4,
         anomaly_threshold: float = 0.95,
         anomaly_warmup: int = 500,
+        lateness_days: float = 0.0,
+        value_horizon_days: float = 365.0,
     ) -> PurchaseModels:
-        """Fresh models with the given settings."""
+        """Fresh models with the given settings (``lateness_days``: the propensity
+        watermark's allowed lateness)."""
         return cls(
-            PropensityModel(horizon_days=horizon_days, period_days=period_days),
+            PropensityModel(
+                horizon_days=horizon_days, period_days=period_days, lateness_days=lateness_days
+            ),
             CustomerSegments(n_segments=n_segments),
             PurchaseAnomaly(threshold=anomaly_threshold, warmup=anomaly_warmup),
+            ValueModel(horizon_days=value_horizon_days),
         )
 
-    def learn(self, lesson: PurchaseLesson) -> None:
-        """Teach the anomaly and segment models one purchase (the propensity model learns
-        from its delayed labels, see :func:`crmstream.models.propensity.learn_purchases`)."""
+    def value_model(self) -> ValueModel:
+        """The value model (created with the default horizon for models restored from a
+        checkpoint written before it existed)."""
+        if self.value is None:
+            self.value = ValueModel()
+        return self.value
+
+    def learn(self, lesson: PurchaseLesson, snapshot: Snapshot | None = None) -> None:
+        """Teach the anomaly, segment and (from the purchase's propensity ``snapshot``)
+        value models one purchase (the propensity model learns from its delayed labels,
+        see :func:`crmstream.models.propensity.learn_purchases`)."""
+        if snapshot is not None:
+            self.value_model().learn(
+                snapshot.orders, snapshot.revenue, snapshot.first, snapshot.day
+            )
         self.anomaly.record(lesson.anomaly_score)
         self.anomaly.learn_one(dict(zip(ANOMALY_FEATURES, lesson.anomaly, strict=True)))
         self.segments.learn_one(dict(zip(FEATURES, lesson.rfm, strict=True)))
@@ -120,7 +141,8 @@ def score_purchase(
     ``before`` and ``after`` are the customer's profile before and after the purchase
     (:func:`~crmstream.models.profile.apply_purchase`); ``amount`` is in the base currency
     and ``offset`` the purchase's position in its partition. The returned profile has
-    ``purchase_propensity``, ``segment`` and ``last_purchase_anomaly`` set, and its
+    ``purchase_propensity``, ``segment``, ``last_purchase_anomaly``, ``predicted_revenue``
+    and ``predicted_clv`` set, and its
     ``model_state`` holds the new snapshot and lesson, trimmed by ``retention``. This is
     the one place purchase features are built, for scoring and for learning alike.
     """
@@ -148,9 +170,14 @@ def score_purchase(
         models.propensity.last_due,
         models.propensity.forgets_in_order,
     )
+    propensity, value = models.propensity, models.value_model()
+    p_buy = horizon_probability(snapshot.score, propensity.horizon_days, value.horizon_days)
+    revenue = value.predict(snapshot.orders, snapshot.revenue, snapshot.first, snapshot.day, p_buy)
     profile = msgspec.structs.replace(
         after,
         purchase_propensity=round(snapshot.score, 4),
+        predicted_revenue=round(revenue, 2),
+        predicted_clv=round(predicted_clv(revenue, after.revenue, after.cost), 2),
         segment=segment,
         last_purchase_anomaly=round(anomaly, 4),
         model_state=kept,

@@ -61,7 +61,7 @@ class InvalidEvent(ValueError):
         Machine-readable reason: ``too_large``, ``too_deep``, ``invalid_utf8``, ``invalid_json``,
         ``schema_violation``, ``unknown_schema_version`` or ``bad_customer_id`` from
         decoding; the processing stage adds its own (``tombstone``, ``key_mismatch``,
-        ``unsupported_currency``).
+        ``unsupported_currency``, ``future_timestamp``).
     path : str
         JSON path of the offending field (``$`` for the whole record).
     message : str

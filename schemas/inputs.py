@@ -137,7 +137,8 @@ EMAIL_PATTERN = "^[A-Za-z0-9._%+'-]{1,64}@[A-Za-z0-9-]{1,63}([.][A-Za-z0-9-]{1,6
 PHONE_PATTERN = "^[+]?[0-9][0-9 ().-]{5,30}$"
 _EMAIL = re.compile(EMAIL_PATTERN)
 _PHONE = re.compile(PHONE_PATTERN)
-_CONTROL = "[\\u0000-\\u001f\\u007f]"
+#: Control characters, as a pattern every validator reads (ECMA-262, RE2, Python): \xHH.
+_CONTROL = "[\\x00-\\x1f\\x7f]"
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 Email = Annotated[

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
@@ -75,13 +76,15 @@ class BatchSummary(msgspec.Struct, frozen=True):
     learned: int
 
 
-def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
+def to_delivery(message: Message, runtime: Runtime, latest: datetime) -> Delivery[Any]:
     """Decode and validate one message of an input topic, or raise :class:`InvalidEvent`.
 
     Its key must be its ``customer_id`` (``key_mismatch`` otherwise); a key that another
     partitioner placed is applied, and counted (see :mod:`crmstream.streams.routing`). A
     ``crm.customers`` record is protected at once: its name and contact details go no
-    further than this function (see :mod:`crmstream.models.contact`).
+    further than this function (see :mod:`crmstream.models.contact`). An event dated after
+    ``latest`` (the wall clock plus ``CRM_MAX_FUTURE``) is refused (``future_timestamp``):
+    it would move the partition's event-time watermark ahead of every real event.
     """
     value = message.value
     if value is None:
@@ -95,6 +98,13 @@ def to_delivery(message: Message, runtime: Runtime) -> Delivery[Any]:
             if key is None
             else f"key {key[:80].decode('utf-8', 'replace')!r} is not the customer_id",
             "$.customer_id",
+        )
+    if record.occurred_at > latest:
+        raise InvalidEvent(
+            "future_timestamp",
+            f"occurred_at {record.occurred_at.isoformat()} is more than "
+            f"{runtime.settings.max_future:g} s (CRM_MAX_FUTURE) ahead of the wall clock",
+            "$.occurred_at",
         )
     runtime.routing.misrouted(message.topic, message.partition, key)
     if isinstance(record, Purchase):
@@ -120,9 +130,10 @@ def decode_batch(
     """The valid deliveries of a batch, and the dead letters of the others."""
     deliveries: list[Delivery[Any]] = []
     rejected: list[Output] = []
+    latest = datetime.now(UTC) + timedelta(seconds=runtime.settings.max_future)
     for message in messages:
         try:
-            deliveries.append(to_delivery(message, runtime))
+            deliveries.append(to_delivery(message, runtime, latest))
         except InvalidEvent as exc:
             log.warning(
                 "dead-lettering %s[%d]@%d: %s",

@@ -253,7 +253,7 @@ class Replicas:
             added[partition] = [
                 (a.customer_id, a.offset, a.snapshot.day) for a, _ in items if a.snapshot
             ]
-            upto = max(a.day for a, _ in items)
+            upto = model.watermark(max(a.day for a, _ in items))
             if upto > model.clock:
                 ranges[partition] = (model, model.clock, upto)
         if not added:
@@ -302,7 +302,7 @@ class Replicas:
         def on_arrival(arrival: Arrival) -> None:
             lesson = lessons.get(arrival.offset)
             if lesson is not None:
-                models.purchases.learn(lesson)
+                models.purchases.learn(lesson, arrival.snapshot)
 
         with stages.timed("purchase_models"):
             learn_purchases(

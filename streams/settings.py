@@ -150,6 +150,17 @@ class Settings(BaseSettings):
     propensity_period_days: float = Field(30.0, gt=0, le=365)
     """``CRM_PROPENSITY_PERIOD_DAYS``: length of the periods the propensity model learns
     from (one delayed label per period; shorter periods learn sooner and cost more)."""
+    allowed_lateness: float = Field(3600.0, ge=0, le=365 * 86400.0)
+    """``CRM_ALLOWED_LATENESS``: seconds a purchase may be dated before the newest one seen
+    on its partition and still count for the propensity model's delayed labels (the
+    watermark is the newest ``occurred_at`` minus this). Later ones update the profile but
+    teach the propensity model only the periods still open."""
+    max_future: float = Field(86400.0, gt=0)
+    """``CRM_MAX_FUTURE``: seconds an event's ``occurred_at`` may be ahead of the worker's
+    wall clock; events dated further ahead are dead-lettered (``future_timestamp``)."""
+    value_horizon_days: float = Field(365.0, gt=0, le=3650)
+    """``CRM_VALUE_HORIZON_DAYS``: horizon of the profile's ``predicted_revenue`` and
+    ``predicted_clv``, the revenue (and CLV) expected from a customer in this many days."""
     segments: int = Field(4, ge=2, le=32)
     """``CRM_SEGMENTS``: number of customer segments (online k-means clusters)."""
     anomaly_threshold: float = Field(0.95, gt=0, le=1)
@@ -320,6 +331,8 @@ class Settings(BaseSettings):
             n_segments=self.segments,
             anomaly_threshold=self.anomaly_threshold,
             anomaly_warmup=self.anomaly_warmup,
+            lateness_days=self.allowed_lateness / 86400.0,
+            value_horizon_days=self.value_horizon_days,
         )
 
     def history_limits(self) -> HistoryLimits:

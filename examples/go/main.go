@@ -32,6 +32,7 @@ var schemaFiles = map[string]string{
 	"crm.purchases": "purchase.json",
 	"crm.chats":     "chat_message.json",
 	"crm.feedback":  "feedback.json",
+	"crm.customers": "customer_details.json",
 }
 
 // rfc3339 checks "format": "date-time" as RFC 3339 section 5.6 does: "T" and "Z" may be

@@ -107,7 +107,7 @@ _DEADLETTER_HEADERS = {
     "crm.error.code": "Machine-readable reason, e.g. `invalid_json`, `schema_violation`, "
     "`unknown_schema_version`, `bad_customer_id`, `too_large`, `too_deep`, `invalid_utf8`, "
     "or a processing-stage code: `tombstone`, `key_mismatch`, `unsupported_currency`, "
-    "`erased`.",
+    "`erased`, `future_timestamp`.",
     "crm.error.path": "JSON path of the offending field (`$` for the whole record).",
     "crm.error.message": "The reason, for humans.",
     "crm.source.timestamp": "Timestamp of the rejected record, in seconds since the epoch "

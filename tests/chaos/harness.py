@@ -80,9 +80,11 @@ def make_stream(
     events: int, customers: int, seed: int = 5, resent: float = 0.03
 ) -> list[tuple[str, Event]]:
     """A mixed stream of ``(topic, record)``: 60% purchases, 25% chats, 15% feedback,
-    event time three hours apart, and a ``resent`` share of records sent again later."""
+    event time three hours apart up to 2026-01-01 (never in the future: workers refuse
+    events dated beyond ``CRM_MAX_FUTURE``), and a ``resent`` share of records sent again
+    later."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    start = datetime(2026, 1, 1, tzinfo=UTC) - timedelta(minutes=180 * events)
     stream: list[tuple[str, Event]] = []
     for i in range(events):
         customer = f"cust-{rng.randrange(customers):04d}"

@@ -6,13 +6,13 @@ import pytest
 from river.checks import check_estimator
 
 from crmstream.models.anomaly import PurchaseAnomaly
-from crmstream.models.propensity import PeriodHazard
+from crmstream.models.propensity import AveragedLogisticRegression, PeriodHazard
 from crmstream.models.segments import CustomerSegments
 
 
 @pytest.mark.parametrize(
     "estimator",
-    [PeriodHazard(), PurchaseAnomaly(), CustomerSegments()],
+    [PeriodHazard(), AveragedLogisticRegression(), PurchaseAnomaly(), CustomerSegments()],
     ids=lambda e: type(e).__name__,
 )
 def test_river_estimator_contract(estimator):

@@ -361,3 +361,49 @@ def test_cli_rejects_a_malformed_option(
 
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_grid_prints_every_split_that_fits_with_both_aucs(
+    history: dict[str, list[int]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_cdnow(history, tmp_path / "purchases.txt")
+
+    status = main(
+        [
+            "evaluate",
+            "propensity",
+            "--grid",
+            "--grid-start",
+            "2024-05-31",
+            "--json",
+            "--data",
+            str(data),
+        ]
+    )
+
+    assert status == 0
+    report = json.loads(capsys.readouterr().out)
+    # The history ends on 2024-12-25: 90-day holdouts fit calibration ends up to 09-26,
+    # 180-day ones up to 06-28; 273 and 365 days leave no 60 days of history before them.
+    assert [(s["calibration_end"], s["horizon_days"]) for s in report["splits"]] == [
+        ("2024-05-31", 90),
+        ("2024-05-31", 180),
+        ("2024-06-30", 90),
+        ("2024-07-31", 90),
+        ("2024-08-31", 90),
+    ]
+    for split in report["splits"]:
+        assert set(split) == {
+            "calibration_end",
+            "horizon_days",
+            "customers",
+            "positive_rate",
+            "online_auc",
+            "logistic_regression_auc",
+        }
+        assert 0.5 < split["online_auc"] <= 1 and 0.5 < split["logistic_regression_auc"] <= 1
+    assert report["summary"]["splits"] == 5
+    # The grid's online cell is the single-split evaluation's online AUC.
+    single = evaluate_propensity(to_frame(history), date(2024, 6, 30), 90)
+    [cell] = [s for s in report["splits"] if s["calibration_end"] == "2024-06-30"][:1]
+    assert cell["online_auc"] == round(single.metrics["online"]["auc"], 4)

@@ -32,7 +32,8 @@ public final class Validate {
       Map.of(
           "crm.purchases", "purchase.json",
           "crm.chats", "chat_message.json",
-          "crm.feedback", "feedback.json");
+          "crm.feedback", "feedback.json",
+          "crm.customers", "customer_details.json");
 
   private static final ObjectMapper JSON = new ObjectMapper();
 
