@@ -37,7 +37,16 @@ BASELINE = HERE / "faust_baseline.py"
 
 #: The hash the worker keeps cumulative CPU microseconds per stage in, with ``events``.
 STAGES_KEY = "crm:metrics:stages"
-STAGES = ("decode", "redis", "sentiment", "intent", "purchase_models", "checkpoint", "produce")
+STAGES = (
+    "decode",
+    "redis",
+    "items",
+    "sentiment",
+    "intent",
+    "purchase_models",
+    "checkpoint",
+    "produce",
+)
 
 #: Profile counters that say how many events of each input topic a worker has applied.
 PROFILE_COUNTERS = {

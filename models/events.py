@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from crmstream.models import traits
+from crmstream.models import recommend, traits
 from crmstream.models.alerts import AlertPolicy, on_feedback, on_message, on_unusual_purchase
 from crmstream.models.contact import ProtectedDetails
 from crmstream.models.conversations import MessageScores
@@ -32,6 +32,7 @@ from crmstream.models.profile import (
     apply_purchase,
 )
 from crmstream.models.purchase_models import PurchaseModels, score_purchase
+from crmstream.models.recommend import DEFAULT_PARAMS, EMPTY_VIEW, ItemView, RecommendParams
 from crmstream.models.redaction import redact
 from crmstream.models.rules import RuleSet, event_view, fire
 from crmstream.models.tiers import TierPolicy
@@ -49,13 +50,15 @@ DEFAULT_HISTORY = HistoryLimits()
 @dataclass(frozen=True)
 class Policies:
     """The configured business rules an event is applied with; ``rules`` are the
-    marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured."""
+    marketing rules (:mod:`crmstream.models.rules`), if a rule file is configured;
+    ``recommend`` how recommendations are learned and scored (None: not at all)."""
 
     tiers: TierPolicy
     alerts: AlertPolicy
     currencies: Currencies
     rules: RuleSet | None = None
     history: HistoryLimits = DEFAULT_HISTORY
+    recommend: RecommendParams | None = DEFAULT_PARAMS
 
 
 def apply_event(
@@ -66,13 +69,16 @@ def apply_event(
     purchase_models: PurchaseModels,
     scores: MessageScores | None = None,
     retention: Retention = KEEP_ALL,
+    items: ItemView = EMPTY_VIEW,
 ) -> tuple[Profile, list[Output]]:
     """Apply one event to a customer's profile; return the new profile and its outputs.
 
     ``offset`` is the event's position in its partition; ``purchase_models`` are the
     partition's (a purchase is scored with them); ``scores`` are a customer chat
     message's sentiment and intent (scored once per message, before the batch is folded);
-    ``retention`` says what the customer's model state may forget.
+    ``retention`` says what the customer's model state may forget; ``items`` is what the
+    shared item statistics say of the batch's purchased items (a purchase with items is
+    remembered and the customer's recommendations scored with it).
 
     Examples
     --------
@@ -90,7 +96,7 @@ def apply_event(
         return apply_customer(profile, event), []
     if isinstance(event, Purchase):
         after, outputs, view = _purchase(
-            profile, event, offset, policies, purchase_models, retention
+            profile, event, offset, policies, purchase_models, retention, items
         )
         said = None
     elif isinstance(event, ChatMessage):
@@ -156,6 +162,7 @@ def _purchase(
     policies: Policies,
     models: PurchaseModels,
     retention: Retention,
+    items: ItemView,
 ) -> tuple[Profile, list[Output], dict[str, object] | None]:
     fx = policies.currencies
     amount = fx.to_base(purchase.amount, purchase.currency)
@@ -171,5 +178,10 @@ def _purchase(
         )
     new = scored.profile
     new.activity = traits.record(new.activity, purchase.occurred_at, orders=1, revenue=amount)
+    params = policies.recommend
+    if purchase.items and params is not None:
+        at = purchase.occurred_at.timestamp()
+        new.items = recommend.remember(new.items, [x.sku for x in purchase.items], at, params)
+        new.recommendations = recommend.recommend(new.items, items, at, params)
     view = event_view(purchase, amount=amount, cost=cost) if policies.rules is not None else None
     return new, outputs, view

@@ -9,6 +9,7 @@ import msgspec
 from crmstream.models.contact import Contact, ProtectedDetails, apply_details, merge_consent
 from crmstream.models.customer_state import CustomerModelState
 from crmstream.models.history import History
+from crmstream.models.recommend import CustomerItems, Recommendation
 from crmstream.models.tiers import TierPolicy
 from crmstream.models.traits import DayActivity
 from crmstream.schemas.inputs import ChatMessage, Consent, Feedback, Purchase
@@ -46,6 +47,10 @@ class Profile(msgspec.Struct, kw_only=True):
     ``contact`` is what is kept of the customer's name and contact details: keyed hashes
     and, when a key is configured, encrypted copies (:mod:`crmstream.models.contact`);
     ``consent`` their latest marketing consent per channel (``email``, ``sms``, ...).
+
+    ``items`` is what recommendations keep of the customer's purchases (their items, how
+    often and when), and ``recommendations`` their top-k items with a score and a reason,
+    as recommended at their latest purchase with items (:mod:`crmstream.models.recommend`).
     """
 
     customer_id: str
@@ -78,6 +83,8 @@ class Profile(msgspec.Struct, kw_only=True):
     rules_fired: dict[str, datetime] = msgspec.field(default_factory=dict)
     audiences: list[str] = msgspec.field(default_factory=list)
     history: History = msgspec.field(default_factory=History)
+    items: CustomerItems = msgspec.field(default_factory=CustomerItems)
+    recommendations: list[Recommendation] = msgspec.field(default_factory=list)
     contact: Contact | None = None
     consent: dict[str, Consent] = msgspec.field(default_factory=dict)
 

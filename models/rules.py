@@ -131,6 +131,8 @@ PROFILE_FIELDS: dict[str, Field] = {
     "predicted_clv": (float, True),
     "days_since_first_purchase": (float, True),
     "days_since_last_purchase": (float, True),
+    "next_best_offer": (str, True),
+    "next_best_offer_reason": (str, True),
 }
 TIER_RANK = {"bronze": 0, "silver": 1, "gold": 2, "platinum": 3}
 #: ``traits``: one mapping per window, and the usual 30-day spend.
@@ -1052,7 +1054,9 @@ def _days(at: datetime, since: datetime | None) -> float | None:
 
 
 def profile_view(profile: Profile, at: datetime) -> dict[str, Any]:
-    """What rules see as ``before`` or ``after``, at the time of the event ``at``."""
+    """What rules see as ``before`` or ``after``, at the time of the event ``at``; the
+    next best offer is the customer's top recommendation (:mod:`crmstream.models.recommend`)."""
+    top = profile.recommendations[0] if profile.recommendations else None
     return {
         "customer_id": profile.customer_id,
         "orders": profile.orders,
@@ -1076,6 +1080,8 @@ def profile_view(profile: Profile, at: datetime) -> dict[str, Any]:
         "predicted_clv": profile.predicted_clv,
         "days_since_first_purchase": _days(at, profile.first_purchase_at),
         "days_since_last_purchase": _days(at, profile.last_purchase_at),
+        "next_best_offer": top.item if top is not None else None,
+        "next_best_offer_reason": top.reason if top is not None else None,
     }
 
 

@@ -17,6 +17,7 @@ from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.credentials import faust_credentials, redis_client_url
 from crmstream.streams.due import DueIndex
+from crmstream.streams.items import ItemStore
 from crmstream.streams.profiles import ProfileStore
 from crmstream.streams.prometheus import WorkerMetrics, expose
 from crmstream.streams.replicas import PartitionModels, Replicas
@@ -106,6 +107,7 @@ def create_app(
         ),
         checkpoints=checkpoints,
         rules=rules,
+        items=ItemStore(redis_url, policies.recommend) if policies.recommend else None,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         metrics=WorkerMetrics(settings.liveness_timeout),
     )

@@ -13,7 +13,9 @@ event and of the state that event was applied to. A batch goes through:
 4. fold the events into the customers' profiles and write them exactly once
    (:meth:`~crmstream.streams.profiles.ProfileStore.apply`); outputs are acknowledged by
    the broker before the profiles are written;
-5. teach the models every event they have not learned (:mod:`crmstream.streams.replicas`).
+5. count the purchased items in the shared item statistics (:mod:`crmstream.streams.items`)
+   and teach the models every event they have not learned
+   (:mod:`crmstream.streams.replicas`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from crmstream.models.events import Output as ModelOutput
 from crmstream.models.events import apply_event
 from crmstream.models.money import UnsupportedCurrency
 from crmstream.models.profile import Profile
+from crmstream.models.recommend import EMPTY_VIEW, ItemView
 from crmstream.schemas import (
     Alert,
     AudienceChange,
@@ -182,6 +185,24 @@ def score_messages(
     return scores
 
 
+async def item_view(runtime: Runtime, deliveries: Sequence[Delivery[Any]]) -> ItemView:
+    """What the shared item statistics say of the items the batch's purchases bought (one
+    round trip, none without items), for the recommendations of the fold."""
+    params, store = runtime.policies.recommend, runtime.items
+    if params is None or store is None:
+        return EMPTY_VIEW
+    bought = {
+        item.sku
+        for d in deliveries
+        if isinstance(d.record, Purchase) and d.record.items
+        for item in d.record.items[: params.basket_items]
+    }
+    if not bought:
+        return EMPTY_VIEW
+    with runtime.stages.timed("items"):
+        return await retry_redis("reading item statistics", lambda: store.view(bought))
+
+
 async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     """Apply a batch of input messages (any mix of the input topics); see the module."""
     began = time.perf_counter()
@@ -204,6 +225,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
         await retry_redis("loading model checkpoints", lambda: replicas.prepare(partitions))
     scores = score_messages(runtime, deliveries)
     policies = runtime.policies
+    items = await item_view(runtime, deliveries)
     folding = 0.0
 
     def fold(profile: Profile, delivery: Delivery[Any]) -> tuple[Profile, list[Output]]:
@@ -218,6 +240,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
             replica.models.purchases,
             scores.get((delivery.topic, delivery.partition, delivery.offset)),
             replica.retention(),
+            items,
         )
         elapsed = (time.thread_time_ns() - start) / 1000.0
         folding += elapsed
@@ -238,6 +261,10 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     total = (time.thread_time_ns() - start) / 1000.0
     stages.add("produce", producing)
     stages.add("redis", total - folding - producing)
+    items_store = runtime.items
+    if items_store is not None:  # before the models: Kafka commits what they include
+        with stages.timed("items"):
+            await retry_redis("counting items", lambda: items_store.learn_batch(result))
     learned = await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
     replicas.passed(messages)
     stages.events += len(messages)

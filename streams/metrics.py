@@ -19,7 +19,16 @@ import redis.asyncio as aioredis
 
 STAGES_KEY = "crm:metrics:stages"
 COUNTS_KEY = "crm:metrics:counts"
-STAGES = ("decode", "redis", "sentiment", "intent", "purchase_models", "checkpoint", "produce")
+STAGES = (
+    "decode",
+    "redis",
+    "items",
+    "sentiment",
+    "intent",
+    "purchase_models",
+    "checkpoint",
+    "produce",
+)
 
 
 class Stages:

@@ -33,6 +33,12 @@ COMMANDS: dict[str, tuple[str, ...]] = {
         "zremrangebyscore",
         "zmscore",
         "zscan",
+        # the shared item statistics of recommendations (streams/items.py)
+        "zincrby",
+        "zscore",
+        "zrevrange",
+        "zcard",
+        "zremrangebyrank",
     ),
     "lists": ("rpush", "ltrim", "lrange"),
     "streams": ("xadd", "xdel"),

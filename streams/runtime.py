@@ -15,6 +15,7 @@ from crmstream.streams import topics
 from crmstream.streams.audit import audit_event, audit_output
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.erasure import ErasedIds
+from crmstream.streams.items import ItemStore
 from crmstream.streams.metrics import Stages, flush_counts
 from crmstream.streams.profiles import UNAVAILABLE, ProfileStore, retry_redis
 from crmstream.streams.prometheus import WorkerMetrics
@@ -39,6 +40,8 @@ class Runtime:
     checkpoints: CheckpointStore
     stages: Stages = field(default_factory=Stages)
     rules: RulesWatcher | None = None
+    #: The shared item statistics of recommendations (None: purchases' items are ignored).
+    items: ItemStore | None = None
     worker_id: str = ""
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     routing: Routing = field(init=False)

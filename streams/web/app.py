@@ -544,8 +544,9 @@ class _TierOnly(msgspec.Struct):
 
 _decode_tier = msgspec.json.Decoder(_TierOnly).decode
 
-#: Profile fields the API does not show: internal model state.
-_HIDDEN = ("model_state", "streak_event_ids", "history")
+#: Profile fields the API does not show: internal model state (``items`` is what
+#: recommendations keep of the customer's purchases; ``recommendations`` is shown).
+_HIDDEN = ("model_state", "streak_event_ids", "history", "items")
 
 
 def profile_view(profile: Profile, keys: ContactKeys | None = None) -> dict[str, Any]:

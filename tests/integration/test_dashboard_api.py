@@ -14,6 +14,7 @@ import redis
 
 from crmstream.models.history import History, MessageEntry, TierEntry
 from crmstream.models.profile import Profile
+from crmstream.models.recommend import CustomerItems, Recommendation
 from crmstream.streams import topics
 from crmstream.streams.declare import declare_topics
 from crmstream.streams.dev.embedded import EmbeddedStack
@@ -102,6 +103,8 @@ def test_customer_profile_unknown_and_malformed(dashboard, board_stack):
         cost=300.0,
         tier="gold",
         history=history,
+        items=CustomerItems(baskets=1, last_basket=["tea"]),
+        recommendations=[Recommendation("tea", 0.5, "you bought this before")],
     )
     store_profile(board_stack.redis_url, profile)
     store = redis.Redis.from_url(board_stack.redis_url, decode_responses=True)
@@ -111,7 +114,10 @@ def test_customer_profile_unknown_and_malformed(dashboard, board_stack):
         body = found.json()
         assert (body["customer_id"], body["tier"], body["orders"]) == ("ana.lima-7", "gold", 3)
         assert body["clv"] == 600.0
-        assert "model_state" not in body and "history" not in body
+        assert "model_state" not in body and "history" not in body and "items" not in body
+        assert body["recommendations"] == [
+            {"item": "tea", "score": 0.5, "reason": "you bought this before"}
+        ]
         recent = api.get("/api/customers/ana.lima-7/history")
         assert recent.status_code == 200
         assert recent.json() == {

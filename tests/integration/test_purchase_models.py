@@ -1,4 +1,5 @@
-"""Purchase models across a worker crash: every purchase is learned exactly once."""
+"""Purchase models and the shared item statistics of recommendations across a worker crash:
+every purchase is learned exactly once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from crmstream.models.offline import OfflinePartition
 from crmstream.models.purchase_models import PurchaseModels
 from crmstream.schemas import Purchase, decode
+from crmstream.schemas.inputs import Item
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.cli import main
@@ -26,6 +28,7 @@ from tests.helpers import (
     read_topic,
     wait_until,
 )
+from tests.integration.test_recommendations import assert_counted_once, redis_stats
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +43,14 @@ def make_purchases(seed: int = 11) -> list[Purchase]:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     stream = []
     for i in range(PURCHASES):
+        skus = rng.sample(range(25), rng.randint(1, 4))
         stream.append(
             Purchase(
                 event_id=f"buy-{i}",
                 customer_id=f"cust-{rng.randrange(CUSTOMERS):03d}",
                 occurred_at=start + timedelta(minutes=144 * i),
                 amount=round(rng.lognormvariate(3.3, 0.6), 2),
+                items=[Item(sku=f"sku-{n}") for n in skus],
             )
         )
     for original in rng.sample(stream, 100):
@@ -119,6 +124,11 @@ def test_purchase_models_continue_after_a_crash_without_relearning(
         )
         assert second.stop() == 0, second.log()[-3000:]
         assert "restored the models of partition" in second.log()
+
+    # Every distinct purchase's items were counted once in the shared item statistics.
+    distinct_purchases = list({p.event_id: p for p in stream}.values())
+    skus = sorted({x.sku for p in stream for x in p.items or ()})
+    assert_counted_once(asyncio.run(redis_stats(stack.redis_url, skus)), distinct_purchases)
 
     restored = load_checkpoints(stack.redis_url, PARTITIONS)
     assert sum(state["learned"] for state in restored.values()) == distinct

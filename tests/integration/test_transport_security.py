@@ -105,9 +105,12 @@ async def test_the_documented_acl_user_runs_the_worker_and_tools_and_nothing_dan
     app, runtime, _ = make_app(
         stack, redis_url=url, redis_username="crmstream", redis_password="acl-pass"
     )
+    with_items = msgspec.json.encode(
+        {**msgspec.json.decode(purchase("e1", 120.0)), "items": [{"sku": "tea"}, {"sku": "milk"}]}
+    )
     async with app.agents["events"].test_context() as agent:
-        summary = await Feeder(agent).put(topics.PURCHASES, purchase("e1", 120.0))
-    assert summary.applied == 1, summary
+        summary = await Feeder(agent).put(topics.PURCHASES, with_items)
+    assert summary.applied == 1, summary  # the shared item statistics' commands included
     await runtime.checkpoint(app)  # the models' checkpoint and the due index
     assert (await runtime.profiles.get("c1")).orders == 1
 
@@ -136,6 +139,7 @@ async def test_the_documented_acl_user_runs_the_worker_and_tools_and_nothing_dan
         1,
     )  # no rules configured: says so, not NOPERM
     assert await asyncio.to_thread(main, ["audiences", "--json"]) == 0
+    assert await asyncio.to_thread(main, ["recommend", "c1", "--json"]) == 0
     assert "NOPERM" not in capsys.readouterr().err
 
     user = redis.Redis(port=stack.redis_port, username="crmstream", password="acl-pass")

@@ -138,7 +138,7 @@ const PROFILE_FIELDS = [
   ["last_sentiment", "last sentiment"], ["last_intent", "last intent"], ["messages", "messages"],
   ["feedback", "feedback"], ["last_rating", "last rating"], ["last_purchase_at", "last purchase"],
   ["last_message_at", "last message"], ["contact.name", "name"], ["contact.email", "e-mail"],
-  ["contact.phone", "phone"], ["contact.country", "country"], ["consents", "consents to"],
+  ["contact.phone", "phone"], ["contact.country", "country"], ["consents", "consents to"], ["recommendations", "recommended"],
 ];
 
 // A profile field by its dotted path ("contact.email"); "consents" lists the channels
@@ -153,6 +153,9 @@ function fieldValue(profile, key) {
 
 function formatValue(key, value) {
   if (value === null || value === undefined) return "–";
+  if (key === "recommendations") {
+    return value.length ? value.slice(0, 5).map((r) => `${r.item} (${r.reason})`).join(", ") : "–";
+  }
   if (key.endsWith("_at")) return when(value);
   if (typeof value === "number" && (key === "clv" || key === "revenue")) return value.toFixed(2);
   if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(3);

@@ -1,0 +1,110 @@
+"""Recommendations in the worker: a Complete Journey slice through the events agent with a
+real Redis; shared item statistics counted once per purchase; `crmstream recommend`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+
+import msgspec
+import pytest
+
+from crmstream.models.recommend import ItemStats, basket_update
+from crmstream.streams import topics
+from crmstream.streams.cli import main
+from crmstream.streams.datasets.completejourney import load_lines
+from crmstream.streams.items import ItemStore, bucket_keys, bucket_of, neighbours_key
+from crmstream.streams.tools.backfill import to_basket_purchases
+from tests.integration.conftest import Feeder, make_app
+
+pytestmark = pytest.mark.integration
+
+
+async def redis_stats(
+    redis_url: str, items: list[str]
+) -> dict[str, tuple[float, dict[str, float]]]:
+    """Each item's decayed count and neighbours as Redis holds them."""
+    store = ItemStore(redis_url)
+    try:
+        pipe = store.client.pipeline(transaction=False)
+        for item in items:
+            pipe.zscore(bucket_keys(bucket_of(item))[1], item)
+            pipe.zrange(neighbours_key(item), 0, -1, withscores=True)
+        replies = await pipe.execute()
+    finally:
+        await store.close()
+    return {
+        item: (float(replies[2 * i] or 0.0), dict(replies[2 * i + 1]))
+        for i, item in enumerate(items)
+    }
+
+
+def assert_counted_once(stored, purchases) -> None:
+    """``stored`` (see :func:`redis_stats`) is every purchase counted exactly once."""
+    reference = ItemStats()
+    for purchase in purchases:
+        items = [x.sku for x in purchase.items or ()]
+        reference.learn(basket_update(items, purchase.occurred_at.timestamp(), reference.params))
+    assert stored.keys() == reference.count.keys()
+    compared = 0
+    for item, (count, together) in stored.items():
+        assert math.isclose(count, reference.count[item], rel_tol=1e-9), item
+        expected = reference.neighbours.get(item, {})
+        if len(expected) >= reference.params.cap:  # trimmed: which ties survive may differ
+            continue
+        compared += 1
+        assert together.keys() == expected.keys(), item
+        for other, weight in together.items():
+            assert math.isclose(weight, expected[other], rel_tol=1e-9), (item, other)
+    assert compared >= len(stored) // 2
+
+
+async def test_complete_journey_slice_gets_recommendations(stack, monkeypatch, capsys):
+    lines = load_lines(households=3)
+    purchases = list(to_basket_purchases(lines, "completejourney"))[:120]
+    app, runtime, _ = make_app(stack, batch_size=20)
+    async with app.agents["events"].test_context() as agent:
+        feeder = Feeder(agent)
+        for purchase in purchases:
+            value = msgspec.json.encode(purchase)
+            await feeder.put(topics.PURCHASES, value, key=purchase.customer_id.encode())
+        # A redelivery of the first ten purchases (same offsets) changes nothing.
+        for offset, purchase in enumerate(purchases[:10]):
+            value = msgspec.json.encode(purchase)
+            key = purchase.customer_id.encode()
+            summary = await feeder.put(topics.PURCHASES, value, key=key, offset=offset)
+            assert summary.applied == 0
+        # Nor does a re-sent copy of a purchase (a new offset), nor its redelivery (as after
+        # a crash between the profile's write and the item statistics' update).
+        copy = msgspec.json.encode(purchases[5])
+        key = purchases[5].customer_id.encode()
+        resent = await feeder.put(topics.PURCHASES, copy, key=key)
+        again = await feeder.put(topics.PURCHASES, copy, key=key, offset=len(purchases))
+        assert (resent.applied, resent.duplicates, again.duplicates) == (0, 1, 1)
+
+    items = sorted({x.sku for p in purchases for x in p.items or ()})
+    assert_counted_once(await redis_stats(stack.redis_url, items), purchases)
+
+    customer = purchases[-1].customer_id
+    profile = await runtime.profiles.get(customer)
+    assert profile is not None
+    assert len(profile.recommendations) == 10
+    assert profile.items.baskets == sum(p.customer_id == customer for p in purchases)
+    bought = {x.item for x in profile.items.items}
+    reasons = {r.reason.split(" ")[0] for r in profile.recommendations}
+    assert reasons <= {"you", "bought", "popular"}
+    assert any(r.item in bought for r in profile.recommendations)
+    await runtime.profiles.close()
+
+    monkeypatch.setenv("CRM_REDIS_URL", stack.redis_url)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["recommend", customer, "--k", "5", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["customer_id"] == customer
+    assert len(printed["recommendations"]) == 5
+    assert {"item", "score", "reason"} == set(printed["recommendations"][0])
+    assert await asyncio.to_thread(main, ["recommend", customer, "--k", "3"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 3 and table[0].startswith("  1. cj-")
+    assert await asyncio.to_thread(main, ["recommend", "nobody"]) == 1

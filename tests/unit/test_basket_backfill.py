@@ -1,0 +1,67 @@
+"""Backfill of basket lines: CSV item columns and The Complete Journey as purchases with items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crmstream.streams.datasets.completejourney import load_lines
+from crmstream.streams.tools.backfill import BackfillError, load_history, to_basket_purchases
+
+LINES = """order,cust,when,sku,cat,qty,price
+o1,ana,2024-01-02T10:00:00Z,milk,dairy,2,1.25
+o1,ana,2024-01-02T10:00:00Z,eggs,,1,3.00
+o2,bo,2024-01-01T09:00:00Z,milk,dairy,1,1.25
+o3,ana,2024-01-05T10:00:00Z,tea,drinks,0,2.00
+o4,bad id!,2024-01-05T10:00:00Z,tea,drinks,1,2.00
+"""
+
+
+def test_csv_lines_of_one_basket_become_one_purchase_with_items(tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text(LINES)
+    mapping = (
+        "customer_id=cust,occurred_at=when,item=sku,basket=order,category=cat,quantity=qty,"
+        "price=price"
+    )
+    frame, report = load_history(str(path), mapping)
+    assert report.rows_read == 5
+    assert report.dropped == {"negative": 1, "bad customer id": 1}
+    first, second = to_basket_purchases(frame, "csv")
+    assert (first.customer_id, first.order_id, first.amount) == ("bo", "o2", 1.25)
+    assert (second.customer_id, second.amount) == ("ana", 5.5)
+    assert [(x.sku, x.quantity, x.unit_price, x.category) for x in second.items] == [
+        ("milk", 2, 1.25, "dairy"),
+        ("eggs", 1, 3.0, None),
+    ]
+    again = list(to_basket_purchases(frame, "csv"))
+    assert [p.event_id for p in again] == [first.event_id, second.event_id]  # stable ids
+
+
+def test_without_a_basket_column_a_customer_and_time_is_one_basket(tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text(LINES)
+    frame, _ = load_history(str(path), "customer_id=cust,occurred_at=when,item=sku")
+    purchases = list(to_basket_purchases(frame, "csv"))
+    assert [len(p.items or ()) for p in purchases] == [1, 2, 1]
+
+
+def test_item_fields_need_item(tmp_path: Path) -> None:
+    path = tmp_path / "lines.csv"
+    path.write_text(LINES)
+    with pytest.raises(BackfillError, match="need item=COLUMN"):
+        load_history(str(path), "customer_id=cust,occurred_at=when,amount=price,basket=order")
+
+
+def test_complete_journey_baskets_carry_their_lines_and_discounts_as_cost() -> None:
+    lines = load_lines(households=2)
+    assert set(lines["customer_id"]) == {"cj-1", "cj-2"}
+    purchases = list(to_basket_purchases(lines, "completejourney"))
+    assert len(purchases) == lines["basket"].nunique()
+    assert sum(len(p.items or ()) for p in purchases) == len(lines)
+    assert round(sum(p.amount for p in purchases), 2) == round(lines["amount"].sum(), 2)
+    assert round(sum(p.cost or 0.0 for p in purchases), 2) == round(lines["discount"].sum(), 2)
+    times = [p.occurred_at for p in purchases]
+    assert times == sorted(times)
+    assert all(x.sku.startswith("cj-") and x.quantity >= 1 for p in purchases for x in p.items)
