@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from crmstream.streams.profiles import history_keys, lesson_keys, profile_key, seen_key
+from crmstream.streams.profiles import (
+    history_keys,
+    items_key,
+    lesson_keys,
+    profile_key,
+    seen_key,
+)
 
 #: Acknowledgements of alerts, by alert id (see :mod:`crmstream.streams.web.acks`).
 ACKS_KEY = "crm:alerts:acks"
@@ -37,6 +43,7 @@ CUSTOMER_KEYS: dict[str, KeyBuilder] = {
     "dedupe": lambda c: [seen_key(c)],
     "model lessons": lesson_keys,
     "history": history_keys,
+    "recommendations": lambda c: [items_key(c)],
     "alert acknowledgements": lambda c: [acks_index_key(c)],
 }
 

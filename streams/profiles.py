@@ -50,6 +50,8 @@ from crmstream.models.customer_state import (
 )
 from crmstream.models.history import AlertEntry, History, HistoryLimits, MessageEntry, TierEntry
 from crmstream.models.profile import Profile
+from crmstream.models.recommend import CustomerItems
+from crmstream.schemas.inputs import Purchase
 from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 from crmstream.streams.sink import Output
 
@@ -66,18 +68,25 @@ MAX_CONFLICT_ROUNDS = 20
 
 # One round trip per customer to read: the profile hash and which of the batch's event ids
 # were applied recently. KEYS[1] profile hash, KEYS[2] seen-ids sorted set; ARGV event ids.
+# KEYS[3], when given, the customer's item state (read for purchases with items only).
 _READ = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(ARGV))}
+local reply = {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(ARGV))}
+if KEYS[3] then
+  reply[3] = redis.call('GET', KEYS[3])
+end
+return reply
 """
 
 # KEYS[1] profile hash, KEYS[2] seen-ids sorted set, KEYS[3..5] the customer's pending
 # lessons and marks of purchases, chats and feedback (sorted sets scored by offset),
-# KEYS[6..8] the history lists (messages, alerts, tier changes).
+# KEYS[6..8] the history lists (messages, alerts, tier changes), KEYS[9] when given the
+# customer's item state (a string).
 # ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
 # event ids n, ARGV[5..4+n] event ids, then the number of profile fields m and m
 # field/value pairs, then per lesson set: the floor (members at or below it are removed),
 # the number of new members k, and k score/member pairs; then per history list: the count
-# it keeps (0: none), the number of new entries k, and k entries.
+# it keeps (0: none), the number of new entries k, and k entries; then, with KEYS[9], the
+# item state.
 _COMMIT = """
 local version = redis.call('HGET', KEYS[1], '_v') or '0'
 if version ~= ARGV[1] then
@@ -127,6 +136,9 @@ for key = 6, 8 do
     end
   end
   i = i + 2 + k
+end
+if KEYS[9] then
+  redis.call('SET', KEYS[9], ARGV[i])
 end
 return 1
 """
@@ -184,6 +196,10 @@ def lesson_keys(customer_id: str) -> list[str]:
     return [f"crm:{{{customer_id}}}:learn:{kind}" for kind in LESSON_KINDS]
 
 
+_NO_ITEMS = CustomerItems()
+_encode_items = msgspec.json.Encoder().encode
+_decode_items = msgspec.json.Decoder(CustomerItems).decode
+
 #: The history limits of a store built without any (those of the default settings).
 DEFAULT_HISTORY = HistoryLimits()
 #: The kinds of entries of a customer's history, one Redis list each.
@@ -199,6 +215,17 @@ def history_keys(customer_id: str) -> list[str]:
     """Redis keys of a customer's history lists (messages, alerts, tier changes), oldest
     entry first: appended by the commit script, read only by :meth:`ProfileStore.get`."""
     return [f"crm:{{{customer_id}}}:history:{kind}" for kind in HISTORY_KINDS]
+
+
+def items_key(customer_id: str) -> str:
+    """Redis key of a customer's item state (what recommendations keep of their purchases,
+    :class:`~crmstream.models.recommend.CustomerItems`): read and written with the profile,
+    but only for batches that hold a purchase with items (other events do not need it)."""
+    return f"crm:{{{customer_id}}}:items"
+
+
+def _needs_items(deliveries: Sequence[Delivery[Any]]) -> bool:
+    return any(isinstance(d.record, Purchase) and d.record.items for d in deliveries)
 
 
 def seen_key(customer_id: str) -> str:
@@ -254,6 +281,8 @@ class _Plan:
     changed: bool
     learnable: list[Delivery[Any]] = field(default_factory=list)
     redelivered: bool = False
+    #: The customer's item state was read (and is written back) with the profile.
+    items_loaded: bool = False
 
 
 #: The hash field that holds the profile, as JSON (the other fields are bookkeeping).
@@ -262,10 +291,11 @@ _encode_profile = msgspec.json.Encoder().encode
 _decode_profile = msgspec.json.Decoder(Profile).decode
 
 
-def profile_to_fields(profile: Profile) -> dict[str, str]:
+def profile_to_fields(profile: Profile, items_apart: bool = False) -> dict[str, str]:
     """Encode a profile as Redis hash fields: one field, ``profile``, holding it as JSON
     (one field to write and parse), without its pending lessons and its history, which
-    have keys of their own (:func:`lesson_keys`, :func:`history_keys`).
+    have keys of their own (:func:`lesson_keys`, :func:`history_keys`), nor, with
+    ``items_apart``, its item state (:func:`items_key`).
 
     Examples
     --------
@@ -279,6 +309,8 @@ def profile_to_fields(profile: Profile) -> dict[str, str]:
         profile = msgspec.structs.replace(profile, model_state=stored)
     if profile.history.messages or profile.history.alerts or profile.history.tiers:
         profile = msgspec.structs.replace(profile, history=History())
+    if items_apart:
+        profile = msgspec.structs.replace(profile, items=_NO_ITEMS)
     return {PROFILE_FIELD: _encode_profile(profile).decode()}
 
 
@@ -387,7 +419,8 @@ class ProfileStore:
         self, customer_ids: Iterable[str], history: bool = True
     ) -> dict[str, Profile]:
         """The profiles of those of ``customer_ids`` crmstream has seen (one round trip),
-        with their history unless ``history`` is false (the models need none)."""
+        with their history and item state unless ``history`` is false (the models need
+        neither)."""
         ids = sorted(set(customer_ids))
         if not ids:
             return {}
@@ -395,10 +428,11 @@ class ProfileStore:
         for customer_id in ids:
             pipe.hget(profile_key(customer_id), PROFILE_FIELD)
             if history:
+                pipe.get(items_key(customer_id))
                 for key in history_keys(customer_id):
                     pipe.lrange(key, 0, -1)
         replies = await pipe.execute()
-        step = 1 + len(HISTORY_KINDS) if history else 1
+        step = 2 + len(HISTORY_KINDS) if history else 1
         found = {}
         for index, customer_id in enumerate(ids):
             raw = replies[index * step]
@@ -406,7 +440,10 @@ class ProfileStore:
                 continue
             profile = _decode_profile(raw)
             if history:
-                lists = replies[index * step + 1 : (index + 1) * step]
+                items = replies[index * step + 1]
+                if items is not None:
+                    profile = msgspec.structs.replace(profile, items=_decode_items(items))
+                lists = replies[index * step + 2 : (index + 1) * step]
                 profile = _with_history(profile, lists, self.history)
             found[customer_id] = profile
         return found
@@ -510,13 +547,17 @@ class ProfileStore:
         def build(pipe: Any) -> None:
             for customer_id, items in pending.items():
                 keys = [profile_key(customer_id), seen_key(customer_id)]
+                if _needs_items(items):
+                    keys.append(items_key(customer_id))
                 _READ_SCRIPT.queue(pipe, keys, [d.event_id for d in items])
 
         replies = await run_pipeline(self.client, build, _SCRIPTS)
         plans = []
-        for (customer_id, items), (flat, scores) in zip(pending.items(), replies, strict=True):
+        for (customer_id, items), reply in zip(pending.items(), replies, strict=True):
+            flat, scores = reply[0], reply[1]
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
-            plans.append(self._fold(customer_id, items, fields, scores, fold))
+            plan = self._fold(customer_id, items, fields, scores, fold, reply[2:])
+            plans.append(plan)
         return plans
 
     @staticmethod
@@ -526,11 +567,17 @@ class ProfileStore:
         fields: dict[str, str],
         scores: list[float | None],
         fold: Fold,
+        item_state: Sequence[str | None] = (),
     ) -> _Plan:
+        """Fold ``items`` into the stored profile; ``item_state`` holds the customer's
+        stored item state when it was read (one value, ``None`` if there is none yet)."""
         profile = profile_from_fields(fields) if fields else Profile(customer_id=customer_id)
+        if item_state and item_state[0] is not None:
+            profile = msgspec.structs.replace(profile, items=_decode_items(item_state[0]))
         offsets = {k[2:]: int(v) for k, v in fields.items() if k.startswith("o:")}
         seen = {d.event_id for d, score in zip(items, scores, strict=True) if score is not None}
         plan = _Plan(customer_id, int(fields.get("_v", 0)), profile, offsets, [], [], 0, False)
+        plan.items_loaded = bool(item_state)
         for delivery in items:
             source = delivery.source
             if delivery.offset <= offsets.get(source, -1):
@@ -557,7 +604,7 @@ class ProfileStore:
         now_ms = int(time.time() * 1000)
         calls = []
         for plan in plans:
-            fields = profile_to_fields(plan.profile)
+            fields = profile_to_fields(plan.profile, items_apart=plan.items_loaded)
             fields.update({f"o:{source}": str(offset) for source, offset in plan.offsets.items()})
             args: list[Any] = [plan.version, now_ms, self.dedupe_window_ms, len(plan.applied_ids)]
             args.extend(plan.applied_ids)
@@ -569,6 +616,9 @@ class ProfileStore:
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
             keys.extend(lesson_keys(plan.customer_id))
             keys.extend(history_keys(plan.customer_id))
+            if plan.items_loaded:
+                keys.append(items_key(plan.customer_id))
+                args.append(_encode_items(plan.profile.items))
             calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
 

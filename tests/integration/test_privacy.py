@@ -234,6 +234,7 @@ def test_erasure_removes_every_trace_and_later_events_are_dead_lettered(
     bootstrap = [f"127.0.0.1:{stack.kafka_port}"]
     # an acknowledged alert of each, and their propensity snapshots in the due indexes
     with board.client() as api:
+        assert api.get(f"/api/customers/{ANN}").status_code == 200  # audited: profile.read
         alerts = wait_until(
             lambda: (
                 {

@@ -11,12 +11,14 @@ import pytest
 
 from crmstream.models.history import History, HistoryLimits, MessageEntry, remember
 from crmstream.models.profile import Profile
+from crmstream.schemas.inputs import ChatMessage, Item, Purchase
 from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.profiles import (
     _SCRIPTS,
     Delivery,
     ProfileStore,
     history_keys,
+    items_key,
     profile_key,
 )
 from crmstream.streams.sink import Output
@@ -199,4 +201,58 @@ async def test_a_history_stored_in_the_profile_moves_to_the_lists(redis_url):
     await store.apply([Delivery("crm.chats", 0, 1, "legacy", "m1", day + timedelta(days=1))], said)
     assert json.loads(await store.client.hget(profile_key("legacy"), "profile"))["history"] == {}
     assert [m.event_id for m in (await store.get("legacy")).history.messages] == ["m0", "m1"]
+    await store.close()
+
+
+def basket(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
+    """A fold that counts each purchase's items in the customer's item state, and its chats
+    as messages."""
+    record = d.record
+    if isinstance(record, Purchase):
+        state = profile.items
+        skus = state.last_basket + [item.sku for item in record.items or ()]
+        items = msgspec.structs.replace(state, last_basket=skus, baskets=state.baskets + 1)
+        return msgspec.structs.replace(profile, items=items, orders=profile.orders + 1), []
+    return msgspec.structs.replace(profile, messages=profile.messages + 1), []
+
+
+async def test_item_state_is_read_and_written_only_for_purchases_with_items(redis_url):
+    store = ProfileStore(redis_url)
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+
+    def buy(offset: int, *skus: str) -> Delivery:
+        items = [Item(sku=sku) for sku in skus] or None
+        purchase = Purchase(
+            event_id=f"p{offset}", customer_id="shopper", occurred_at=at, amount=9.0, items=items
+        )
+        return Delivery("crm.purchases", 0, offset, "shopper", purchase.event_id, purchase)
+
+    chat = ChatMessage(
+        event_id="c1",
+        customer_id="shopper",
+        occurred_at=at,
+        conversation_id="k",
+        sender="customer",
+        text="hello",
+    )
+    await store.apply([buy(0, "tea", "milk")], basket)
+    # The item state has a key of its own; the profile's JSON (read with every event) has none.
+    raw = json.loads(await store.client.hget(profile_key("shopper"), "profile"))
+    assert raw["items"]["last_basket"] == []
+    assert json.loads(await store.client.get(items_key("shopper")))["last_basket"] == [
+        "tea",
+        "milk",
+    ]
+    # A chat, and a purchase without items, neither read nor rewrite it.
+    await store.client.set(items_key("shopper"), '{"last_basket":["sentinel"],"baskets":1}')
+    await store.apply([Delivery("crm.chats", 0, 0, "shopper", "c1", chat), buy(1)], basket)
+    assert json.loads(await store.client.get(items_key("shopper")))["last_basket"] == ["sentinel"]
+    # A purchase with items folds into the stored state, exactly once.
+    await store.apply([buy(2, "jam")], basket)
+    await store.apply([buy(2, "jam")], basket)
+    profile = await store.get("shopper")
+    assert (profile.orders, profile.messages) == (3, 1)
+    assert (profile.items.last_basket, profile.items.baskets) == (["sentinel", "jam"], 2)
+    without = await store.get_many(["shopper"], history=False)
+    assert without["shopper"].items.last_basket == []
     await store.close()
