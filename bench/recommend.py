@@ -6,7 +6,7 @@ Prints, per purchase with items (thread CPU time, one core):
   the customer's state, and scoring their top-k (:mod:`crmstream.models.recommend`);
 * the fold (:func:`crmstream.models.events.apply_event`) with and without the purchase's
   items, and the profile's JSON size and encode+decode time with the recommendations'
-  state;
+  state, and without it (as the worker stores it, the item state under a key of its own);
 * against an embedded Redis, per batch of ``--batch`` purchases as the worker does: the
   read of the item statistics before the fold and the exactly-once update after it
   (:mod:`crmstream.streams.items`), wall time and the Redis server's CPU per purchase::
@@ -94,14 +94,16 @@ def fold(purchases: list[Purchase]) -> dict[str, float]:
                 items = [x.sku for x in purchase.items or ()]
                 stats.learn(basket_update(items, purchase.occurred_at.timestamp(), DEFAULT_PARAMS))
         out[label] = spent / len(purchases)
-        sizes, codec = [], 0.0
+        sizes, codec, apart = [], 0.0, []
         for profile in profiles.values():
+            apart.append(len(profile_to_fields(profile, items_apart=True)["profile"]))
             start = _cpu()
             fields = profile_to_fields(profile)
             profile_from_fields(fields)
             codec += _cpu() - start
             sizes.append(len(fields["profile"]))
         out[f"profile bytes {label}"] = sum(sizes) / len(sizes)
+        out[f"profile bytes apart {label}"] = sum(apart) / len(apart)
         out[f"profile codec {label}"] = codec / len(sizes)
     return out
 
@@ -165,6 +167,11 @@ def main() -> None:
         f"{folded['profile bytes without items']:.0f}, with items "
         f"{folded['profile bytes with items']:.0f}; encode+decode µs: "
         f"{folded['profile codec without items']:.1f} -> {folded['profile codec with items']:.1f}"
+    )
+    print(
+        "profile JSON as every event of the customer reads it (the item state has a key of "
+        "its own, read only for purchases with items): "
+        f"{folded['profile bytes apart with items']:.0f} bytes"
     )
     with EmbeddedStack() as stack:
         for item_ttl, label in ((0.0, "no cache"), (30.0, "30 s item cache")):
