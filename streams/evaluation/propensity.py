@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -373,6 +373,40 @@ def _replay(
 # -- the evaluation -----------------------------------------------------------------------
 
 
+class Split(NamedTuple):
+    """Purchases split at the end of a calibration day (UTC): those before the cutoff and
+    those in the holdout (``cutoff`` to ``holdout_end``); ``first`` is the first day of
+    the data."""
+
+    calibration: pd.DataFrame
+    holdout: pd.DataFrame
+    first: date
+    calibration_end: date
+    cutoff: pd.Timestamp
+    holdout_end: pd.Timestamp
+
+
+def split_purchases(
+    frame: pd.DataFrame, calibration_end: date | datetime, horizon_days: int
+) -> Split:
+    """The purchases up to the end of ``calibration_end`` (UTC) and those in the
+    ``horizon_days`` after it; :class:`EvaluationError` when there are none or the split
+    does not fit the data (the message gives the valid range)."""
+    if frame.empty:
+        raise EvaluationError("the data holds no purchases")
+    if isinstance(calibration_end, datetime):
+        calibration_end = calibration_end.date()
+    frame = frame.assign(occurred_at=_utc(frame))
+    first = frame["occurred_at"].min().date()
+    last = frame["occurred_at"].max().date()
+    _check_split(first, last, calibration_end, horizon_days)
+    cutoff = _midnight(calibration_end + timedelta(days=1))
+    holdout_end = cutoff + pd.Timedelta(days=horizon_days)
+    calibration = frame[frame["occurred_at"] < cutoff]
+    holdout = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < holdout_end)]
+    return Split(calibration, holdout, first, calibration_end, cutoff, holdout_end)
+
+
 def evaluate_propensity(
     frame: pd.DataFrame,
     calibration_end: date,
@@ -406,20 +440,8 @@ def evaluate_propensity(
         If the split does not fit the data (the message gives the valid range), or the
         population or the baselines' training examples hold a single class.
     """
-    if frame.empty:
-        raise EvaluationError("the data holds no purchases")
-    if isinstance(calibration_end, datetime):
-        calibration_end = calibration_end.date()
-    frame = frame.assign(occurred_at=_utc(frame))
-    first = frame["occurred_at"].min().date()
-    last = frame["occurred_at"].max().date()
-    _check_split(first, last, calibration_end, horizon_days)
-
-    cutoff = _midnight(calibration_end + timedelta(days=1))
-    holdout_end = cutoff + pd.Timedelta(days=horizon_days)
-    calibration = frame[frame["occurred_at"] < cutoff]
-    holdout = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < holdout_end)]
-
+    split = split_purchases(frame, calibration_end, horizon_days)
+    calibration, holdout, first, calibration_end, cutoff, holdout_end = split
     features = purchase_features(calibration, cutoff)
     customers = features.index.to_numpy()
     truth = features.index.isin(pd.Index(holdout["customer_id"].unique()))

@@ -32,7 +32,7 @@ import math
 import sys
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,8 @@ from crmstream.models.propensity import PurchasePropensity, to_days
 from crmstream.models.value import ValueModel
 from crmstream.streams.evaluation.propensity import (
     EvaluationError,
-    _check_split,
-    _midnight,
-    _utc,
     purchase_features,
+    split_purchases,
     training_days,
 )
 from crmstream.streams.tools.backfill import BackfillError, event_order, load_cdnow
@@ -237,18 +235,8 @@ def evaluate_value(
     for :func:`~crmstream.streams.evaluation.propensity.evaluate_propensity`; the split
     is checked the same way (:class:`EvaluationError` with the valid range).
     """
-    if frame.empty:
-        raise EvaluationError("the data holds no purchases")
-    if isinstance(calibration_end, datetime):
-        calibration_end = calibration_end.date()
-    frame = frame.assign(occurred_at=_utc(frame))
-    first = frame["occurred_at"].min().date()
-    last = frame["occurred_at"].max().date()
-    _check_split(first, last, calibration_end, horizon_days)
-    cutoff = _midnight(calibration_end + timedelta(days=1))
-    holdout_end = cutoff + pd.Timedelta(days=horizon_days)
-    calibration = frame[frame["occurred_at"] < cutoff]
-    holdout = frame[(frame["occurred_at"] >= cutoff) & (frame["occurred_at"] < holdout_end)]
+    split = split_purchases(frame, calibration_end, horizon_days)
+    calibration, holdout, first, calibration_end, cutoff, holdout_end = split
     features = purchase_features(calibration, cutoff)
     customers = features.index.to_numpy()
     actual = (
