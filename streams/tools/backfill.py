@@ -153,6 +153,21 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+def _read_mapped_csv(path: Path | str, mapping: Mapping[str, str]) -> pd.DataFrame:
+    """``path`` read as text columns; :class:`BackfillError` if it cannot be read or lacks
+    a column ``mapping`` names."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise BackfillError(f"cannot read {path}: {exc}") from None
+    absent = [column for column in mapping.values() if column not in raw.columns]
+    if absent:
+        raise BackfillError(
+            f"{path}: no column(s) {', '.join(absent)}; columns are {', '.join(raw.columns)}"
+        )
+    return raw
+
+
 def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     """Read and clean a CSV export of purchases.
 
@@ -177,15 +192,7 @@ def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     missing = [name for name in REQUIRED_FIELDS if name not in mapping]
     if missing:
         raise BackfillError(f"--map: {', '.join(missing)} required")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise BackfillError(f"cannot read {path}: {exc}") from None
-    absent = [column for column in mapping.values() if column not in raw.columns]
-    if absent:
-        raise BackfillError(
-            f"{path}: no column(s) {', '.join(absent)}; columns are {', '.join(raw.columns)}"
-        )
+    raw = _read_mapped_csv(path, mapping)
     fields = [name for name in REQUIRED_FIELDS + OPTIONAL_FIELDS if name in mapping]
     frame = pd.DataFrame({name: raw[mapping[name]].str.strip() for name in fields})
     frame.index = pd.RangeIndex(len(frame))
@@ -238,15 +245,7 @@ def load_csv_items(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     missing = [name for name in ("customer_id", "occurred_at", "item") if name not in mapping]
     if missing:
         raise BackfillError(f"--map: {', '.join(missing)} required with item=")
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise BackfillError(f"cannot read {path}: {exc}") from None
-    absent = [column for column in mapping.values() if column not in raw.columns]
-    if absent:
-        raise BackfillError(
-            f"{path}: no column(s) {', '.join(absent)}; columns are {', '.join(raw.columns)}"
-        )
+    raw = _read_mapped_csv(path, mapping)
     frame = pd.DataFrame({name: raw[column].str.strip() for name, column in mapping.items()})
     report = CleaningReport(rows_read=len(frame))
     frame = report.drop(
