@@ -29,24 +29,15 @@ from mixed_workload import TOPICS, MixedWorkload
 
 from crmstream.streams import profiles, topics
 from crmstream.streams.dev.embedded import EmbeddedStack, die_with_parent
+from crmstream.streams.metrics import STAGES, STAGES_KEY
 from crmstream.streams.profiles import profile_key
 from crmstream.streams.tools.publisher import Publisher
 
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "faust_baseline.py"
 
-#: The hash the worker keeps cumulative CPU microseconds per stage in, with ``events``.
-STAGES_KEY = "crm:metrics:stages"
-STAGES = (
-    "decode",
-    "redis",
-    "items",
-    "sentiment",
-    "intent",
-    "purchase_models",
-    "checkpoint",
-    "produce",
-)
+# The hash the worker keeps cumulative CPU microseconds per stage in (with ``events``),
+# and the stages: STAGES_KEY and STAGES of crmstream.streams.metrics.
 
 #: Profile counters that say how many events of each input topic a worker has applied.
 PROFILE_COUNTERS = {
