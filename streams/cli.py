@@ -630,6 +630,30 @@ def _positive_days(text: str) -> int:
     return days
 
 
+def _add_split_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of an evaluation on a CDNOW-format purchase history split in time:
+    ``--calibration-end``, ``--horizon-days`` and ``--data``."""
+    parser.add_argument(
+        "--calibration-end",
+        type=_iso_date,
+        default=date(1997, 9, 30),
+        metavar="YYYY-MM-DD",
+        help="last day of the calibration period (default: 1997-09-30)",
+    )
+    parser.add_argument(
+        "--horizon-days",
+        type=_positive_days,
+        default=273,
+        metavar="DAYS",
+        help="length of the holdout after the calibration end (default: 273)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="FILE",
+        help="a purchase file in the CDNOW format instead of the installed CDNOW data",
+    )
+
+
 def _datasets_sentiment(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
@@ -858,20 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
         "trained on an earlier window. Writes report.md, roc.png, calibration.png and "
         "lift.png to --out; prints a table, or one JSON object with --json.",
     )
-    propensity.add_argument(
-        "--calibration-end",
-        type=_iso_date,
-        default=date(1997, 9, 30),
-        metavar="YYYY-MM-DD",
-        help="last day of the calibration period (default: 1997-09-30)",
-    )
-    propensity.add_argument(
-        "--horizon-days",
-        type=_positive_days,
-        default=273,
-        metavar="DAYS",
-        help="length of the holdout after the calibration end (default: 273)",
-    )
+    _add_split_arguments(propensity)
     propensity.add_argument(
         "--out",
         default="propensity-report",
@@ -879,11 +890,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of the report (default: propensity-report)",
     )
     propensity.add_argument("--json", action="store_true", help="print one JSON object only")
-    propensity.add_argument(
-        "--data",
-        metavar="FILE",
-        help="a purchase file in the CDNOW format instead of the installed CDNOW data",
-    )
     propensity.add_argument(
         "--grid",
         action="store_true",
@@ -932,27 +938,9 @@ def build_parser() -> argparse.ArgumentParser:
         "RMSE, Spearman, top-decile capture and aggregate error. Prints a table, or one "
         "JSON object with --json; writes report.md to --out when given.",
     )
-    value.add_argument(
-        "--calibration-end",
-        type=_iso_date,
-        default=date(1997, 9, 30),
-        metavar="YYYY-MM-DD",
-        help="last day of the calibration period (default: 1997-09-30)",
-    )
-    value.add_argument(
-        "--horizon-days",
-        type=_positive_days,
-        default=273,
-        metavar="DAYS",
-        help="length of the holdout after the calibration end (default: 273)",
-    )
+    _add_split_arguments(value)
     value.add_argument("--out", metavar="DIR", help="folder of report.md (default: none)")
     value.add_argument("--json", action="store_true", help="print one JSON object only")
-    value.add_argument(
-        "--data",
-        metavar="FILE",
-        help="a purchase file in the CDNOW format instead of the installed CDNOW data",
-    )
     value.set_defaults(run=_evaluate_value)
 
     datasets = commands.add_parser("datasets", help="fetch real labelled data for evaluation")
