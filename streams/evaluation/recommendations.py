@@ -489,15 +489,12 @@ def load_csv_lines(path: Path | str, mapping: dict[str, str]) -> pd.DataFrame:
     missing = [name for name in LINE_FIELDS if name not in mapping]
     if missing:
         raise EvaluationError(f"--map: {', '.join(missing)} required")
+    from crmstream.streams.tools.backfill import BackfillError, read_mapped_csv
+
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise EvaluationError(f"cannot read {path}: {exc}") from None
-    absent = [column for column in mapping.values() if column not in raw.columns]
-    if absent:
-        raise EvaluationError(
-            f"{path}: no column(s) {', '.join(absent)}; columns are {', '.join(raw.columns)}"
-        )
+        raw = read_mapped_csv(path, mapping)
+    except BackfillError as exc:
+        raise EvaluationError(str(exc)) from None
     frame = pd.DataFrame({name: raw[column].str.strip() for name, column in mapping.items()})
     frame = frame[(frame[list(LINE_FIELDS)] != "").all(axis=1)]
     frame["occurred_at"] = pd.to_datetime(

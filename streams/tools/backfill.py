@@ -153,7 +153,7 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
-def _read_mapped_csv(path: Path | str, mapping: Mapping[str, str]) -> pd.DataFrame:
+def read_mapped_csv(path: Path | str, mapping: Mapping[str, str]) -> pd.DataFrame:
     """``path`` read as text columns; :class:`BackfillError` if it cannot be read or lacks
     a column ``mapping`` names."""
     try:
@@ -192,7 +192,7 @@ def load_csv(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     missing = [name for name in REQUIRED_FIELDS if name not in mapping]
     if missing:
         raise BackfillError(f"--map: {', '.join(missing)} required")
-    raw = _read_mapped_csv(path, mapping)
+    raw = read_mapped_csv(path, mapping)
     fields = [name for name in REQUIRED_FIELDS + OPTIONAL_FIELDS if name in mapping]
     frame = pd.DataFrame({name: raw[mapping[name]].str.strip() for name in fields})
     frame.index = pd.RangeIndex(len(frame))
@@ -245,7 +245,7 @@ def load_csv_items(path: Path | str, mapping: Mapping[str, str]) -> Loaded:
     missing = [name for name in ("customer_id", "occurred_at", "item") if name not in mapping]
     if missing:
         raise BackfillError(f"--map: {', '.join(missing)} required with item=")
-    raw = _read_mapped_csv(path, mapping)
+    raw = read_mapped_csv(path, mapping)
     frame = pd.DataFrame({name: raw[column].str.strip() for name, column in mapping.items()})
     report = CleaningReport(rows_read=len(frame))
     frame = report.drop(
