@@ -60,6 +60,18 @@ class Policies:
     history: HistoryLimits = DEFAULT_HISTORY
     recommend: RecommendParams | None = DEFAULT_PARAMS
 
+    @property
+    def scores_recommendations(self) -> bool:
+        """Whether the fold scores recommendations at each purchase with items: only when
+        a rule reads ``next_best_offer``. Otherwise readers score them when asked
+        (:meth:`crmstream.streams.items.ItemStore.recommend`), which costs the worker
+        nothing per purchase."""
+        return (
+            self.recommend is not None
+            and self.rules is not None
+            and (self.rules.reads_recommendations)
+        )
+
 
 def apply_event(
     profile: Profile,
@@ -182,6 +194,7 @@ def _purchase(
     if purchase.items and params is not None:
         at = purchase.occurred_at.timestamp()
         new.items = recommend.remember(new.items, [x.sku for x in purchase.items], at, params)
-        new.recommendations = recommend.recommend(new.items, items, at, params)
+        scored = policies.scores_recommendations
+        new.recommendations = recommend.recommend(new.items, items, at, params) if scored else []
     view = event_view(purchase, amount=amount, cost=cost) if policies.rules is not None else None
     return new, outputs, view

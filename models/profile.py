@@ -49,8 +49,11 @@ class Profile(msgspec.Struct, kw_only=True):
     ``consent`` their latest marketing consent per channel (``email``, ``sms``, ...).
 
     ``items`` is what recommendations keep of the customer's purchases (their items, how
-    often and when), and ``recommendations`` their top-k items with a score and a reason,
-    as recommended at their latest purchase with items (:mod:`crmstream.models.recommend`).
+    often and when), and ``recommendations`` their top-k items with a score and a reason
+    (:mod:`crmstream.models.recommend`). Readers (the API, ``crmstream profile`` and
+    ``crmstream recommend``) score them when they read the profile; the worker stores them
+    only when a marketing rule reads ``next_best_offer`` (scored at the customer's latest
+    purchase with items), and leaves the field empty otherwise.
     """
 
     customer_id: str

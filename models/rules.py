@@ -327,6 +327,16 @@ class RuleSet:
         }
         object.__setattr__(self, "windows", windows)
 
+    @property
+    def reads_recommendations(self) -> bool:
+        """Whether a rule or audience reads ``next_best_offer`` (or its reason): the fold
+        then scores a customer's recommendations at each purchase with items."""
+        return any(
+            rest[:1] in (("next_best_offer",), ("next_best_offer_reason",))
+            for read in self.paths.values()
+            for _, _, rest in read
+        )
+
 
 def _split(path: str) -> tuple[str, tuple[str, ...]]:
     root, *rest = path.split(".")

@@ -346,14 +346,21 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
 def _profile(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
+    from crmstream.models.recommend import DEFAULT_PARAMS
+    from crmstream.streams.items import ItemStore
     from crmstream.streams.profiles import ProfileStore
 
     async def fetch() -> dict[str, object] | None:
-        store = ProfileStore(redis_client_url(settings), history=settings.history_limits())
+        url = redis_client_url(settings)
+        store = ProfileStore(url, history=settings.history_limits())
+        items = ItemStore(url, DEFAULT_PARAMS)
         try:
             profile = await store.get(args.customer_id)
+            if profile is not None and settings.recommendations:
+                profile.recommendations = await items.recommend(profile)
         finally:
             await store.close()
+            await items.close()
         if profile is None:
             return None
         data = msgspec.to_builtins(profile)
@@ -369,30 +376,24 @@ def _profile(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _recommend(args: argparse.Namespace, settings: Settings) -> int:
-    import time
-
     import msgspec
 
-    from crmstream.models.recommend import DEFAULT_PARAMS, recommend
+    from crmstream.models.recommend import DEFAULT_PARAMS
     from crmstream.streams.items import ItemStore
     from crmstream.streams.profiles import ProfileStore
-
-    params = settings.policies().recommend or DEFAULT_PARAMS
 
     async def fetch() -> list[Any] | None:
         url = redis_client_url(settings)
         profiles = ProfileStore(url, history=settings.history_limits())
-        items = ItemStore(url, params)
+        items = ItemStore(url, DEFAULT_PARAMS)
         try:
             profile = await profiles.get(args.customer_id)
             if profile is None:
                 return None
-            view = await items.view(profile.items.last_basket)
+            return await items.recommend(profile, args.k)
         finally:
             await profiles.close()
             await items.close()
-        now = max(time.time(), profile.items.last or 0.0)
-        return recommend(profile.items, view, now, params, args.k)
 
     if args.k < 1:
         print(f"crmstream: --k must be at least 1, got {args.k}", file=sys.stderr)

@@ -187,9 +187,10 @@ def score_messages(
 
 async def item_view(runtime: Runtime, deliveries: Sequence[Delivery[Any]]) -> ItemView:
     """What the shared item statistics say of the items the batch's purchases bought (one
-    round trip, none without items), for the recommendations of the fold."""
+    round trip, none without items), for the recommendations of the fold: read only when
+    a rule reads them (:attr:`~crmstream.models.events.Policies.scores_recommendations`)."""
     params, store = runtime.policies.recommend, runtime.items
-    if params is None or store is None:
+    if params is None or store is None or not runtime.policies.scores_recommendations:
         return EMPTY_VIEW
     bought = {
         item.sku

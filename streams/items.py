@@ -37,12 +37,15 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from crmstream.models.customer_state import PURCHASE
+from crmstream.models.profile import Profile
 from crmstream.models.recommend import (
     DEFAULT_PARAMS,
     BasketUpdate,
     ItemView,
+    Recommendation,
     RecommendParams,
     basket_update,
+    recommend,
 )
 from crmstream.schemas.inputs import Purchase
 from crmstream.streams.profiles import ApplyResult, Delivery
@@ -228,6 +231,19 @@ class ItemStore:
         return ItemView(
             total=self._popular[1], popular=self._popular[2], count=count, neighbours=neighbours
         )
+
+    async def recommend(
+        self, profile: Profile, k: int | None = None, now: float | None = None
+    ) -> list[Recommendation]:
+        """The customer's top-``k`` recommendations at ``now`` (epoch seconds; default: the
+        wall clock, or the customer's latest purchase with items if that is later), scored
+        from their item state and the shared statistics: what readers show. The worker
+        does not score them per purchase unless a rule reads them (see
+        :class:`~crmstream.models.profile.Profile`)."""
+        state = profile.items
+        view = await self.view(state.last_basket)
+        at = max(time.time() if now is None else now, state.last or 0.0)
+        return recommend(state, view, at, self.params, k)
 
     async def learn_batch(self, result: ApplyResult) -> int:
         """Count the purchases of a batch that were applied to their customers: those

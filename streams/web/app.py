@@ -43,12 +43,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
+from crmstream.models.recommend import DEFAULT_PARAMS
 from crmstream.models.redaction import redact
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, AuditAction, Severity, Tier
 from crmstream.streams.audit import KafkaOutputs, audit_event, audit_output
 from crmstream.streams.credentials import aiokafka_options, kafka_python_options, redis_client_url
 from crmstream.streams.erasure import Eraser
+from crmstream.streams.items import ItemStore
 from crmstream.streams.profiles import CUSTOMERS_KEY, ProfileStore, profile_key
 from crmstream.streams.settings import Settings
 from crmstream.streams.web.acks import Ack, AckStore
@@ -138,6 +140,12 @@ class Dashboard:
         )
         self.acks = AckStore(redis_client_url(settings))
         self.profiles = ProfileStore(redis_client_url(settings), history=settings.history_limits())
+        #: Scores a customer's recommendations when their profile is read (None: off).
+        self.items = (
+            ItemStore(redis_client_url(settings), DEFAULT_PARAMS)
+            if settings.recommendations
+            else None
+        )
         self.overview = Overview(settings, self.profiles)
         self.contact_keys = settings.contact_keys()
         self.outputs = KafkaOutputs(settings.bootstrap_servers, **kafka_python_options(settings))
@@ -159,6 +167,8 @@ class Dashboard:
             await self.overview.stop()
             await self.acks.close()
             await self.profiles.close()
+            if self.items is not None:
+                await self.items.close()
             await asyncio.to_thread(self.outputs.close)
 
     @property
@@ -293,6 +303,8 @@ class Dashboard:
         """
         principal = self.caller(request)
         profile = await self._profile(request.path_params["customer_id"])
+        if self.items is not None:
+            profile.recommendations = await self.items.recommend(profile)
         view = profile_view(profile, self.contact_keys)
         shown = any(view["contact"][kind] is not None for kind in CONTACT_FIELDS)
         await self.audit(principal, "profile.read", profile.customer_id, contact_shown=shown)

@@ -161,3 +161,23 @@ def test_a_trigger_can_carry_the_next_best_offer() -> None:
     [trigger] = [o for o in outputs if isinstance(o, Trigger)]
     assert trigger.attributes == {"offer": "tea", "why": "you bought this before"}
     assert profile.recommendations[0].item == "tea"
+
+
+def test_the_fold_scores_recommendations_only_when_a_rule_reads_them() -> None:
+    reads = load_rules(
+        "rules:\n  - id: offer\n    on: [purchase]\n    when: after.next_best_offer != null\n"
+    )
+    other = load_rules("rules:\n  - id: big\n    on: [purchase]\n    when: event.amount > 1\n")
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    basket = Purchase(
+        event_id="p1", customer_id="c1", occurred_at=at, amount=5.0, items=[Item(sku="tea")]
+    )
+    scored = []
+    for rules in (reads, other, None):
+        policies = Policies(TierPolicy(), AlertPolicy(), Currencies("USD", {}), rules)
+        profile, _ = apply_event(
+            Profile(customer_id="c1"), basket, 0, policies, PurchaseModels.create()
+        )
+        assert profile.items.baskets == 1  # the item state is always kept
+        scored.append([r.item for r in profile.recommendations])
+    assert scored == [["tea"], [], []]
