@@ -112,7 +112,7 @@ class Retention:
 #: period holding the customer's next purchase closes (or, without one, for
 #: ``max(max_periods * period_days, horizon_days)`` days); a customer who buys more often
 #: than this many times in one period loses the labels of their oldest snapshots.
-MAX_SNAPSHOTS = 16
+MAX_SNAPSHOTS = 32
 
 
 def trim(

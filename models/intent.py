@@ -133,8 +133,65 @@ _NEGATABLE: dict[Intent, str] = {
 }
 
 _FLAGS = re.IGNORECASE
-_COMPILED: dict[Intent, tuple[re.Pattern[str], ...]] = {
-    intent: tuple(re.compile(pattern, _FLAGS) for pattern in patterns)
+
+
+def required_words(pattern: str) -> frozenset[str] | None:
+    r"""Lower-case strings one of which every match of ``pattern`` contains, or ``None``
+    when the pattern promises none: a cheap test (``word in text``) that rules a pattern
+    out before the regular expression engine runs.
+
+    Derived from the parsed pattern: a run of literal characters is required; so is one of
+    the strings of each alternative of a required alternation, and what a group or a
+    repetition of at least one holds. Of the required sets of a sequence the one with the
+    longest shortest string is kept (the most selective).
+
+    Examples
+    --------
+    >>> sorted(required_words(r"\bcancel(?:l?ing|s)?\b"))
+    ['cancel']
+    >>> sorted(required_words(r"\b(?:charged|billed)\s+(?:me\s+)?twice\b"))
+    ['billed', 'charged']
+    >>> required_words(r"\b\w+\b") is None
+    True
+    """
+    return _required(re._parser.parse(pattern, _FLAGS))  # type: ignore[attr-defined]
+
+
+def _required(items: Any) -> frozenset[str] | None:
+    c = re._constants  # type: ignore[attr-defined]
+    repeats = (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT)
+    found: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def end_run() -> None:
+        if run:
+            found.append(frozenset(["".join(run)]))
+            run.clear()
+
+    for op, arg in items:
+        if op is c.LITERAL:
+            run.append(chr(arg).lower())
+            continue
+        end_run()
+        inner: frozenset[str] | None = None
+        if op is c.SUBPATTERN:
+            inner = _required(arg[-1])
+        elif op is c.BRANCH:
+            branches = [_required(branch) for branch in arg[1]]
+            if all(b is not None for b in branches):
+                inner = frozenset().union(*branches)  # type: ignore[arg-type]
+        elif op in repeats and arg[0] >= 1:
+            inner = _required(arg[2])
+        if inner:
+            found.append(inner)
+    end_run()
+    if not found:
+        return None
+    return max(found, key=lambda words: min(map(len, words)))
+
+
+_COMPILED: dict[Intent, tuple[tuple[re.Pattern[str], frozenset[str] | None], ...]] = {
+    intent: tuple((re.compile(pattern, _FLAGS), required_words(pattern)) for pattern in patterns)
     for intent, patterns in _RULES.items()
 }
 _NEGATED_BEFORE: dict[Intent, re.Pattern[str]] = {
@@ -150,9 +207,11 @@ def _normalise(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
 
 
-def _matches(intent: Intent, text: str) -> bool:
+def _matches(intent: Intent, text: str, lowered: str | None) -> bool:
     negated = _NEGATED_BEFORE.get(intent)
-    for pattern in _COMPILED[intent]:
+    for pattern, words in _COMPILED[intent]:
+        if lowered is not None and words is not None and not any(w in lowered for w in words):
+            continue  # a word every match contains is missing: the pattern cannot match
         for match in pattern.finditer(text):
             before = text[max(0, match.start() - _NEGATION_WINDOW) : match.start()]
             if negated is None or not negated.search(before):
@@ -194,8 +253,11 @@ def rule_intent(text: str) -> Intent | None:
     True
     """
     normalised = _normalise(text)
+    # Case-insensitive matching and str.lower() agree on ASCII only (the engine also
+    # folds e.g. the Kelvin sign to "k"): other text runs every pattern.
+    lowered = normalised.lower() if normalised.isascii() else None
     for intent in PRECEDENCE:
-        if _matches(intent, normalised):
+        if _matches(intent, normalised, lowered):
             return intent
     return None
 

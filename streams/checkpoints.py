@@ -119,13 +119,22 @@ class CheckpointStore:
             if blob is not None
         }
 
-    async def save(self, states: dict[int, Any]) -> int:
-        """Write the checkpoints of ``states`` (one round trip); returns the bytes written."""
-        if not states:
+    def seal(self, state: Any) -> bytes:
+        """A partition's state, pickled and signed with this store's secret (the state is
+        captured now: later changes to its objects are not in the blob)."""
+        return seal(state, self._secret)
+
+    async def write(self, blobs: dict[int, bytes]) -> int:
+        """Write sealed checkpoints per partition (one round trip); returns the bytes
+        written."""
+        if not blobs:
             return 0
-        blobs = {checkpoint_key(p): seal(state, self._secret) for p, state in states.items()}
         pipe = self.client.pipeline(transaction=False)
-        for key, blob in blobs.items():
-            pipe.set(key, blob)
+        for partition, blob in blobs.items():
+            pipe.set(checkpoint_key(partition), blob)
         await pipe.execute()
         return sum(len(blob) for blob in blobs.values())
+
+    async def save(self, states: dict[int, Any]) -> int:
+        """Write the checkpoints of ``states`` (one round trip); returns the bytes written."""
+        return await self.write({p: self.seal(state) for p, state in states.items()})

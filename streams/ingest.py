@@ -32,6 +32,7 @@ from faust.types import Message
 
 from crmstream.models.contact import protect
 from crmstream.models.conversations import MessageScores
+from crmstream.models.customer_state import Retention
 from crmstream.models.events import Output as ModelOutput
 from crmstream.models.events import apply_event
 from crmstream.models.money import UnsupportedCurrency
@@ -228,11 +229,17 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     policies = runtime.policies
     items = await item_view(runtime, deliveries)
     folding = 0.0
+    # Per partition, what its customers may forget, as of the batch's start: a checkpoint
+    # written meanwhile only lets them forget more, so the older answer is safe.
+    retentions: dict[int, Retention] = {}
 
     def fold(profile: Profile, delivery: Delivery[Any]) -> tuple[Profile, list[Output]]:
         nonlocal folding
         start = time.thread_time_ns()
         replica = replicas[delivery.partition]
+        retention = retentions.get(delivery.partition)
+        if retention is None:
+            retention = retentions[delivery.partition] = replica.retention()
         new, records = apply_event(
             profile,
             delivery.record,
@@ -240,7 +247,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
             policies,
             replica.models.purchases,
             scores.get((delivery.topic, delivery.partition, delivery.offset)),
-            replica.retention(),
+            retention,
             items,
         )
         elapsed = (time.thread_time_ns() - start) / 1000.0

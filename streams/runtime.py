@@ -75,10 +75,10 @@ class Runtime:
 
     async def checkpoint(self, app: faust.App, partitions: list[int] | None = None) -> None:
         """Checkpoint the models (all, or ``partitions``') and commit what they include."""
-        with self.stages.timed("checkpoint"):
-            written = await retry_redis(
-                "writing model checkpoints", lambda: self.replicas.checkpoint(partitions)
-            )
+        written = await retry_redis(
+            "writing model checkpoints",
+            lambda: self.replicas.checkpoint(partitions, self.stages),
+        )
         if written:
             log.debug("checkpointed models: %d bytes", written)
         self.metrics.checkpointed()

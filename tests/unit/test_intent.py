@@ -318,3 +318,78 @@ def test_pickle_round_trip_predicts_identically_and_keeps_learning_identically()
         model.learn(text, intent)
         restored.learn(text, intent)
     assert [restored.predict_proba(t) for t in texts] == [model.predict_proba(t) for t in texts]
+
+
+# -- the required-word filter ---------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from crmstream.models import intent as intent_module  # noqa: E402
+from crmstream.models.intent import required_words  # noqa: E402
+
+
+def _every_pattern(text: str) -> Intent | None:
+    """``rule_intent`` without the required-word filter: every pattern runs."""
+    normalised = intent_module._normalise(text)
+    for intent in PRECEDENCE:
+        if intent_module._matches(intent, normalised, None):
+            return intent
+    return None
+
+
+# Words of the rules, negations and fillers, in any case, so that generated messages hit
+# the patterns, their negations and their near misses.
+_EXTRA = (
+    "i i'm am we my our the a to it this you your me us not no don't never do did want "
+    "need asking for of up at all over another different instead store shop is are "
+    "where when will arrive come get here how much in does have sell stock can't won't "
+    "switching going moving competitor cancelled cancelling refunds charged double "
+    "over-charged money back twice auto-renew renew account close leaving . , ! ?"
+)
+_TOKENS = sorted(
+    {
+        *(w for words in intent_module._COMPILED.values() for _, r in words for w in r or ()),
+        *_EXTRA.split(),
+    }
+)
+_MESSAGES = st.lists(
+    st.sampled_from(_TOKENS).flatmap(lambda w: st.sampled_from([w, w.upper(), w.capitalize()])),
+    max_size=14,
+).map(" ".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_MESSAGES)
+def test_the_required_word_filter_never_hides_a_match(text):
+    for intent, patterns in intent_module._COMPILED.items():
+        for pattern, words in patterns:
+            if pattern.search(text) and words is not None:
+                assert any(w in text.lower() for w in words), (intent, pattern.pattern, text)
+    assert rule_intent(text) == _every_pattern(text)
+
+
+def test_the_filter_agrees_with_every_pattern_on_real_text():
+    from crmstream.streams.datasets.reviews import load_vader_corpora
+
+    texts = list(load_vader_corpora()["text"])
+    assert len(texts) > 20_000
+    found = [rule_intent(t) for t in texts]
+    assert found == [_every_pattern(t) for t in texts]
+    assert sum(f is not None for f in found) > 500  # the rules do fire on this text
+
+
+def test_non_ascii_text_runs_every_pattern():
+    # The engine folds the Kelvin sign to "k" and the long s to "s"; str.lower() does not.
+    for text, intent in (
+        ("Please unſubscribe me", "cancel"),
+        ("Any trac\u212aing number?", "delivery"),
+    ):
+        assert rule_intent(text) == intent == _every_pattern(text)
+
+
+def test_required_words_of_alternations_and_repeats():
+    assert required_words(r"\b(?:lost|missing)\s+(?:parcel|package)s?\b") == {"lost", "missing"}
+    assert required_words(r"(?:ab|\w+)cd") == {"cd"}  # one alternative promises nothing
+    assert required_words(r"(?:xyz)*\bq") == {"q"}  # zero repetitions promise nothing
+    assert required_words(r"\s+\w*") is None
