@@ -152,7 +152,9 @@ def basket_update(items: Sequence[str], at: float, params: RecommendParams) -> B
     (('milk', 'eggs'), 1.0, [('eggs', 'milk'), ('milk', 'eggs')])
     """
     unique = tuple(distinct(items))
-    return BasketUpdate(unique, growth(at, params.tau_days), min(len(unique), params.basket_items))
+    # Without co-occurrence in the scores (co_weight 0) no pairs are counted at all.
+    paired = min(len(unique), params.basket_items) if params.co_weight > 0 else 0
+    return BasketUpdate(unique, growth(at, params.tau_days), paired)
 
 
 @dataclass

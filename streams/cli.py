@@ -353,7 +353,7 @@ def _profile(args: argparse.Namespace, settings: Settings) -> int:
     async def fetch() -> dict[str, object] | None:
         url = redis_client_url(settings)
         store = ProfileStore(url, history=settings.history_limits())
-        items = ItemStore(url, DEFAULT_PARAMS)
+        items = ItemStore(url, settings.recommend_params() or DEFAULT_PARAMS)
         try:
             profile = await store.get(args.customer_id)
             if profile is not None and settings.recommendations:
@@ -385,7 +385,7 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> int:
     async def fetch() -> list[Any] | None:
         url = redis_client_url(settings)
         profiles = ProfileStore(url, history=settings.history_limits())
-        items = ItemStore(url, DEFAULT_PARAMS)
+        items = ItemStore(url, settings.recommend_params() or DEFAULT_PARAMS)
         try:
             profile = await profiles.get(args.customer_id)
             if profile is None:

@@ -197,11 +197,13 @@ class ItemStore:
             return ItemView(
                 total=self._popular[1], popular=self._popular[2], count=count, neighbours=neighbours
             )
-        n = self.params.neighbours
+        # Without co-occurrence (co_weight 0) no neighbours are counted, nor read.
+        n = self.params.neighbours if self.params.co_weight > 0 else 0
         pipe = self.client.pipeline(transaction=False)
         for item in wanted:
             pipe.zscore(bucket_keys(bucket_of(item))[1], item)
-            pipe.zrevrange(neighbours_key(item), 0, n - 1, withscores=True)
+            if n:
+                pipe.zrevrange(neighbours_key(item), 0, n - 1, withscores=True)
         if not fresh:
             for bucket in range(BUCKETS):
                 counts, top = bucket_keys(bucket)
@@ -212,13 +214,14 @@ class ItemStore:
             for old in list(cache)[: len(cache) // 2 + len(wanted)]:
                 del cache[old]
         expires = now + self.item_ttl
+        per = 2 if n else 1  # replies per item
         for index, item in enumerate(wanted):
-            count[item] = _number(replies[2 * index])
-            neighbours[item] = [(x, float(w)) for x, w in replies[2 * index + 1]]
+            count[item] = _number(replies[per * index])
+            neighbours[item] = [(x, float(w)) for x, w in replies[per * index + 1]] if n else []
             cache.pop(item, None)
             cache[item] = (expires, count[item], neighbours[item])
         if not fresh:
-            rest = replies[2 * len(wanted) :]
+            rest = replies[per * len(wanted) :]
             total = sum(_number(x) for x in rest[::2])
             merged = [(x, float(w)) for pairs in rest[1::2] for x, w in pairs]
             merged.sort(key=lambda kv: (-kv[1], kv[0]))

@@ -27,7 +27,12 @@ if TYPE_CHECKING:
     from crmstream.models.history import HistoryLimits
     from crmstream.models.money import Currencies
     from crmstream.models.purchase_models import PurchaseModels
+    from crmstream.models.recommend import RecommendParams
     from crmstream.models.tiers import TierPolicy
+
+#: Whether recommendations learn item co-occurrence unless ``CRM_RECOMMEND_CO_OCCURRENCE``
+#: says otherwise (see the README, Recommendations, for what it buys and costs).
+CO_OCCURRENCE_DEFAULT = True
 
 #: The checkpoint key when ``CRM_CHECKPOINT_SECRET`` is not set (development only).
 DEVELOPMENT_CHECKPOINT_SECRET = "crmstream-development-checkpoint-key"
@@ -219,6 +224,10 @@ class Settings(BaseSettings):
     """``CRM_RECOMMENDATIONS``: learn product recommendations from purchases' items (shared
     item statistics in Redis, the profile's ``recommendations``); false: items are ignored
     and a purchase costs what it did without them."""
+    recommend_co_occurrence: bool = CO_OCCURRENCE_DEFAULT
+    """``CRM_RECOMMEND_CO_OCCURRENCE``: also learn which items are bought together (shared
+    co-occurrence counts: about nine ``ZINCRBY`` per item of a purchase) and recommend "bought
+    with X". Switched on later, the counts start from then."""
     rules_file: str = ""
     """``CRM_RULES_FILE``: the marketing rules (YAML, see ``examples/rules.yaml``); empty: no
     rules. Workers load it at start (an invalid file stops them) and reload it when it
@@ -347,17 +356,28 @@ class Settings(BaseSettings):
             excerpt=self.history_excerpt,
         )
 
+    def recommend_params(self) -> RecommendParams | None:
+        """How recommendations are learned and scored (``None``: they are off)."""
+        import msgspec
+
+        from crmstream.models.recommend import DEFAULT_PARAMS
+
+        if not self.recommendations:
+            return None
+        if self.recommend_co_occurrence:
+            return DEFAULT_PARAMS
+        return msgspec.structs.replace(DEFAULT_PARAMS, co_weight=0.0)
+
     def policies(self) -> Policies:
         """The business rules events are applied with."""
         from crmstream.models.events import Policies
-        from crmstream.models.recommend import DEFAULT_PARAMS
 
         return Policies(
             self.tier_policy(),
             self.alert_policy(),
             self.currencies(),
             history=self.history_limits(),
-            recommend=DEFAULT_PARAMS if self.recommendations else None,
+            recommend=self.recommend_params(),
         )
 
     def checkpoint_hmac_key(self) -> bytes:

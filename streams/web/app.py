@@ -43,7 +43,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crmstream.models.contact import CONTACT_FIELDS, ContactKeys
 from crmstream.models.profile import Profile
-from crmstream.models.recommend import DEFAULT_PARAMS
 from crmstream.models.redaction import redact
 from crmstream.schemas.inputs import CUSTOMER_ID_PATTERN
 from crmstream.schemas.outputs import AlertKind, AuditAction, Severity, Tier
@@ -142,8 +141,8 @@ class Dashboard:
         self.profiles = ProfileStore(redis_client_url(settings), history=settings.history_limits())
         #: Scores a customer's recommendations when their profile is read (None: off).
         self.items = (
-            ItemStore(redis_client_url(settings), DEFAULT_PARAMS)
-            if settings.recommendations
+            ItemStore(redis_client_url(settings), params)
+            if (params := settings.recommend_params()) is not None
             else None
         )
         self.overview = Overview(settings, self.profiles)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
 
-from crmstream.models.recommend import ItemStats, basket_update
+from crmstream.models.recommend import DEFAULT_PARAMS, ItemStats, basket_update, growth
+from crmstream.schemas import Item, Purchase
 from crmstream.streams import topics
 from crmstream.streams.cli import main
 from crmstream.streams.datasets.completejourney import load_lines
@@ -111,3 +113,36 @@ async def test_complete_journey_slice_gets_recommendations(stack, monkeypatch, c
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 3 and table[0].startswith("  1. cj-")
     assert await asyncio.to_thread(main, ["recommend", "nobody"]) == 1
+
+
+async def test_without_co_occurrence_only_counts_are_kept(stack):
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    baskets = [["nco-a", "nco-b"], ["nco-a", "nco-c"], ["nco-a", "nco-b"]]
+    purchases = [
+        Purchase(
+            event_id=f"nco-{n}",
+            customer_id="nco-customer",
+            occurred_at=at + timedelta(days=n),
+            amount=3.0,
+            items=[Item(sku=sku) for sku in basket],
+        )
+        for n, basket in enumerate(baskets)
+    ]
+    app, runtime, _ = make_app(stack, recommend_co_occurrence=False)
+    async with app.agents["events"].test_context() as agent:
+        feeder = Feeder(agent)
+        for purchase in purchases:
+            value = msgspec.json.encode(purchase)
+            await feeder.put(topics.PURCHASES, value, key=purchase.customer_id.encode())
+    stored = await redis_stats(stack.redis_url, ["nco-a", "nco-b", "nco-c"])
+    weights = [growth(p.occurred_at.timestamp(), DEFAULT_PARAMS.tau_days) for p in purchases]
+    assert math.isclose(stored["nco-a"][0], sum(weights), rel_tol=1e-9)
+    assert math.isclose(stored["nco-b"][0], weights[0] + weights[2], rel_tol=1e-9)
+    assert all(together == {} for _, together in stored.values())  # no pairs counted
+    profile = await runtime.profiles.get("nco-customer")
+    assert profile is not None
+    top = await runtime.items.recommend(profile, k=3)
+    assert [r.item for r in top][:1] == ["nco-a"]
+    assert not any(r.reason.startswith("bought with") for r in top)
+    await runtime.profiles.close()
+    await runtime.items.close()
