@@ -5,7 +5,8 @@ together, not what one partition's customers did, so these statistics live in Re
 shared by every worker. Items are spread over :data:`BUCKETS` buckets by a hash of their
 id; each bucket ``b`` has its own hash tag ``{b<b>}``, so on a Redis Cluster the
 statistics spread over up to 64 slots (and so nodes) rather than heating one, while a
-batch's update costs one script call per bucket instead of one per item:
+batch's update costs one script call per bucket it touches (whatever the number of input
+partitions in it) instead of one per item:
 
 * ``crm:items:{b<b>}:top``, a sorted set of the bucket's items scored by their
   forward-decayed basket count (read for an item's count, and for the popular items);
@@ -17,8 +18,8 @@ batch's update costs one script call per bucket instead of one per item:
 **Exactly once.** A purchase's update is a function of the purchase alone (its items and
 time), so whichever worker applies it, after however many crashes, adds the same numbers.
 Each bucket's hash keeps, per input partition, the offset of the last event it counted
-(``o:<topic>:<partition>``); one Lua script per bucket and partition adds only the events
-of higher offsets, in offset order, and moves the mark, atomically. The worker applies
+(``o:<topic>:<partition>``); one Lua script call per bucket adds, per partition, only the
+events of higher offsets, in offset order, and moves the marks, atomically. The worker applies
 the updates of a batch after its profiles are written, from the batch's events that were
 applied (:meth:`ItemStore.learn_batch`): those applied now and the redeliveries of
 events applied before, never re-sent copies of an event id. A crash
@@ -56,56 +57,61 @@ from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 BUCKETS = 64
 
 # KEYS[1] the bucket's hash (marks, n), KEYS[2] its items' counts (sorted set), KEYS[3..]
-# the neighbours' sorted sets of the items of this call. ARGV[1] the source
-# (topic:partition), ARGV[2] the cap of a neighbours' set, then per event in offset order:
-# offset, the increment of n, the number m of items, and per item: its name, the index of
-# its neighbours' key in KEYS (0: none), its increment, the number p of neighbours and p
-# neighbour/increment pairs.
+# the neighbours' sorted sets of the items of this call. ARGV[1] the cap of a neighbours'
+# set, then per input partition: its name (topic:partition), its number of events, and per
+# event in offset order: offset, the increment of n, the number m of items, and per item:
+# its name, the index of its neighbours' key in KEYS (0: none), its increment, the number
+# p of neighbours and p neighbour/increment pairs.
 _ADD = """
-local field = 'o:' .. ARGV[1]
-local last = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
-local top = last
+local cap = tonumber(ARGV[1])
 local total = 0
+local changed = 0
 local touched = {}
-local i = 3
+local i = 2
 while i <= #ARGV do
-  local offset = tonumber(ARGV[i])
-  local apply = offset > top
-  if apply then
-    total = total + tonumber(ARGV[i + 1])
-    top = offset
-  end
-  local m = tonumber(ARGV[i + 2])
-  i = i + 3
-  for _ = 1, m do
-    local k = tonumber(ARGV[i + 1])
-    local p = tonumber(ARGV[i + 3])
+  local field = 'o:' .. ARGV[i]
+  local events = tonumber(ARGV[i + 1])
+  i = i + 2
+  local last = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
+  local top = last
+  for _ = 1, events do
+    local offset = tonumber(ARGV[i])
+    local apply = offset > top
     if apply then
-      redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i])
-      for j = i + 4, i + 2 + 2 * p, 2 do
-        redis.call('ZINCRBY', KEYS[k], ARGV[j + 1], ARGV[j])
-      end
-      if p > 0 then
-        touched[k] = true
-      end
+      total = total + tonumber(ARGV[i + 1])
+      top = offset
     end
-    i = i + 4 + 2 * p
+    local m = tonumber(ARGV[i + 2])
+    i = i + 3
+    for _ = 1, m do
+      local k = tonumber(ARGV[i + 1])
+      local p = tonumber(ARGV[i + 3])
+      if apply then
+        redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i])
+        for j = i + 4, i + 2 + 2 * p, 2 do
+          redis.call('ZINCRBY', KEYS[k], ARGV[j + 1], ARGV[j])
+        end
+        if p > 0 then
+          touched[k] = true
+        end
+      end
+      i = i + 4 + 2 * p
+    end
   end
-end
-if top == last then
-  return 0
+  if top ~= last then
+    redis.call('HSET', KEYS[1], field, top)
+    changed = 1
+  end
 end
 if total > 0 then
   redis.call('HINCRBYFLOAT', KEYS[1], 'n', total)
 end
-redis.call('HSET', KEYS[1], field, top)
-local cap = tonumber(ARGV[2])
 for k in pairs(touched) do
   if redis.call('ZCARD', KEYS[k]) > cap + math.floor(cap / 2) then
     redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(cap + 1))
   end
 end
-return 1
+return changed
 """
 _ADD_SCRIPT = LuaScript(_ADD)
 
@@ -265,14 +271,15 @@ class ItemStore:
 
     async def learn(self, deliveries: Sequence[Delivery[Any]]) -> int:
         """Count the purchases with items among ``deliveries`` (in offset order per
-        partition), each exactly once; returns how many script calls were sent. Every
-        delivery is taken as applied: see :meth:`learn_batch`."""
-        # (bucket, source) -> per event: [offset, increment of n, [item entries]], where
+        partition), each exactly once; returns how many script calls were sent (one per
+        bucket touched, whatever the number of input partitions). Every delivery is taken
+        as applied: see :meth:`learn_batch`."""
+        # bucket -> source -> per event: [offset, increment of n, [item entries]], where
         # an entry is (item, weight, neighbours); the neighbours' keys are numbered later
-        calls: dict[tuple[int, str], list[list[Any]]] = {}
+        calls: dict[int, dict[str, list[list[Any]]]] = {}
 
         def event(bucket: int, source: str, offset: int) -> list[Any]:
-            events = calls.setdefault((bucket, source), [])
+            events = calls.setdefault(bucket, {}).setdefault(source, [])
             if not events or events[-1][0] != offset:
                 events.append([offset, 0.0, []])
             return events[-1]
@@ -293,24 +300,26 @@ class ItemStore:
         cap = self.params.cap
 
         def build(pipe: Any) -> None:
-            for (bucket, source), events in calls.items():
+            for bucket, sources in calls.items():
                 keys = list(bucket_keys(bucket))
                 numbers: dict[str, int] = {}
-                args: list[Any] = [source, cap]
-                for offset, n, entries in events:
-                    args.extend((offset, repr(n), len(entries)))
-                    for item, w, paired in entries:
-                        if paired:
-                            k = numbers.get(item)
-                            if k is None:
-                                keys.append(neighbours_key(item))
-                                k = numbers[item] = len(keys)
-                        else:
-                            k = 0
-                        weight = repr(w)
-                        args.extend((item, k, weight, len(paired)))
-                        for other in paired:
-                            args.extend((other, weight))
+                args: list[Any] = [cap]
+                for source, events in sources.items():
+                    args.extend((source, len(events)))
+                    for offset, n, entries in events:
+                        args.extend((offset, repr(n), len(entries)))
+                        for item, w, paired in entries:
+                            if paired:
+                                k = numbers.get(item)
+                                if k is None:
+                                    keys.append(neighbours_key(item))
+                                    k = numbers[item] = len(keys)
+                            else:
+                                k = 0
+                            weight = repr(w)
+                            args.extend((item, k, weight, len(paired)))
+                            for other in paired:
+                                args.extend((other, weight))
                 _ADD_SCRIPT.queue(pipe, keys, args)
 
         await run_pipeline(self.client, build, [_ADD_SCRIPT])
