@@ -103,7 +103,7 @@ def create_app(
             checkpoints,
             lambda: DueIndex(profiles.client),
             partition_models,
-            lambda customers: profiles.get_many(customers, history=False),
+            profiles.model_states,
         ),
         checkpoints=checkpoints,
         rules=rules,

@@ -291,6 +291,15 @@ _encode_profile = msgspec.json.Encoder().encode
 _decode_profile = msgspec.json.Decoder(Profile).decode
 
 
+class _ModelStateOnly(msgspec.Struct):
+    """The part of a stored profile the models read of other customers."""
+
+    model_state: CustomerModelState = msgspec.field(default_factory=CustomerModelState)
+
+
+_decode_model_state = msgspec.json.Decoder(_ModelStateOnly).decode
+
+
 def profile_to_fields(profile: Profile, items_apart: bool = False) -> dict[str, str]:
     """Encode a profile as Redis hash fields: one field, ``profile``, holding it as JSON
     (one field to write and parse), without its pending lessons and its history, which
@@ -414,6 +423,23 @@ class ProfileStore:
         """Return a customer's profile with its history, or ``None`` if crmstream has not
         seen them."""
         return (await self.get_many([customer_id])).get(customer_id)
+
+    async def model_states(self, customer_ids: Iterable[str]) -> dict[str, CustomerModelState]:
+        """What the models keep of those of ``customer_ids`` crmstream has seen (one round
+        trip; only that part of each profile is decoded): the propensity snapshots of
+        customers whose labels fall due."""
+        ids = sorted(set(customer_ids))
+        if not ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for customer_id in ids:
+            pipe.hget(profile_key(customer_id), PROFILE_FIELD)
+        replies = await pipe.execute()
+        return {
+            customer_id: _decode_model_state(raw).model_state
+            for customer_id, raw in zip(ids, replies, strict=True)
+            if raw
+        }
 
     async def get_many(
         self, customer_ids: Iterable[str], history: bool = True

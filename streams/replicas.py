@@ -124,11 +124,11 @@ class Replicas:
         store: CheckpointStore,
         due: Callable[[], DueIndex],
         factory: ModelFactory,
-        profiles: Callable[[Iterable[str]], Awaitable[dict[str, Profile]]],
+        model_states: Callable[[Iterable[str]], Awaitable[dict[str, CustomerModelState]]],
     ):
         self.store = store
         self._due = due
-        self._profiles = profiles
+        self._model_states = model_states
         self.factory = factory
         self._replicas: dict[int, Replica] = {}
         self._lock = asyncio.Lock()
@@ -193,12 +193,15 @@ class Replicas:
         with stages.timed("redis"):
             due = await self._find_due(arrivals)
             customers = {d.customer_id for items in due.values() for d in items}
-            others = await self._profiles(customers - result.states.keys())
-        states = {**result.states, **others}
+            others = await self._model_states(customers - result.states.keys())
+        states = result.states
 
         def snapshots_of(customer_id: str) -> Sequence[Snapshot]:
             profile = states.get(customer_id)
-            return profile.model_state.snapshots if profile is not None else ()
+            if profile is not None:
+                return profile.model_state.snapshots
+            other = others.get(customer_id)
+            return other.snapshots if other is not None else ()
 
         taught = 0
         for partition, deliveries in fresh.items():
