@@ -606,7 +606,16 @@ def _evaluate_recommendations(args: argparse.Namespace, settings: Settings) -> i
 
     from crmstream.streams.evaluation.recommendations import run
 
-    return run(args.data, args.map, args.k, Path(args.out) if args.out else None, as_json=args.json)
+    extra = [name.strip() for name in (args.with_ or "").split(",") if name.strip()]
+    return run(
+        args.data,
+        args.map,
+        args.k,
+        Path(args.out) if args.out else None,
+        as_json=args.json,
+        extra=extra,
+        co_weight=args.co_weight,
+    )
 
 
 def _iso_date(text: str) -> date:
@@ -932,6 +941,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--k", type=int, default=10, help="items recommended per basket (default: 10)"
     )
     recommendations.add_argument("--out", metavar="DIR", help="write report.md and plots here")
+    recommendations.add_argument(
+        "--with",
+        dest="with_",
+        metavar="NAME,...",
+        help="also measure these candidates: online_no_co (the online model without "
+        "co-occurrence), category_popularity, online+category, river_mf (river.reco's "
+        "BiasedMF, learned online), online+river_mf; their objects follow the five models' "
+        "in --json",
+    )
+    recommendations.add_argument(
+        "--co-weight",
+        type=float,
+        metavar="W",
+        help="the online model's co-occurrence weight (default: 0.1; 0 turns it off)",
+    )
     recommendations.add_argument("--json", action="store_true", help="print one JSON object only")
     recommendations.set_defaults(run=_evaluate_recommendations)
 
