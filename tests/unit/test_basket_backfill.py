@@ -86,3 +86,11 @@ def test_instacart_orders_keep_each_customers_order_and_end_on_one_day() -> None
     purchases = list(to_basket_purchases(lines, "instacart"))
     assert len(purchases) == lines["basket"].nunique()
     assert sum(len(p.items or ()) for p in purchases) == len(lines)
+
+
+def test_instacart_backfill_reads_every_line_and_takes_no_map() -> None:
+    loaded = load_history("instacart")
+    assert loaded.report.rows_read == len(loaded.frame) == 150_000
+    assert loaded.frame["customer_id"].nunique() == 593
+    with pytest.raises(BackfillError, match="--map is for CSV files"):
+        load_history("instacart", "customer_id=a")
