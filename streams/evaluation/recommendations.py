@@ -20,6 +20,11 @@ The baselines recommend for the same baskets:
 * ``matrix_factorization``: implicit-feedback alternating least squares (Hu, Koren and
   Volinsky 2008) from the ``implicit`` library, trained on the customer × item counts of
   the first 70%, then frozen; customers it has not seen get ``popularity``.
+
+Candidates measured on request (``--with``, :data:`CANDIDATES`): the online model without
+co-occurrence (``online_no_co``), popularity within category (:class:`CategoryPopularity`),
+River's online matrix factorisation (:class:`RiverMF`), and the online model's best
+re-scored with either (``online+category``, ``online+river_mf``).
 """
 
 from __future__ import annotations
