@@ -34,6 +34,7 @@ import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -323,37 +324,71 @@ def recommend(
         return []
     # Every part is a ratio of two counts decayed alike, so the decay to ``now`` cancels;
     # ``now`` matters for the repeat cycles only.
+    #
+    # Per candidate: its score, and its best part as ``(value, kind, detail)`` (the first
+    # of equal parts wins); only the top ``k`` get their reason formatted (``_reason``).
     scores: dict[str, float] = {}
-    reasons: dict[str, tuple[float, str]] = {}
-
-    def add(item: str, value: float, reason: str) -> None:
-        scores[item] = scores.get(item, 0.0) + value
-        best = reasons.get(item)
-        if best is None or value > best[0]:
-            reasons[item] = (value, reason)
-
+    reasons: dict[str, tuple[float, int, Any]] = {}
+    score_of = scores.get
+    reason_of = reasons.get
     if view.total > 0:
         weight = params.popularity_weight / view.total
         for item, count in view.popular:
-            add(item, weight * count, "popular")
+            value = weight * count
+            scores[item] = score_of(item, 0.0) + value
+            best = reason_of(item)
+            if best is None or value > best[0]:
+                reasons[item] = (value, _POPULAR, None)
     if state.weight > 0:
         norm = state.weight
+        damping = params.cycle_damping
         for history in state.items:
-            share = history.weight / norm
-            cycle = cycle_days(history)
-            if cycle is not None:
+            item = history.item
+            value = history.weight / norm
+            if history.baskets >= 2 and history.last > history.first:  # see cycle_days
+                cycle = (history.last - history.first) / DAY / (history.baskets - 1)
                 since = (now - history.last) / DAY
                 if since < cycle:  # bought recently on a long cycle: not due yet
-                    share *= 1.0 - params.cycle_damping * (1.0 - since / cycle)
-                add(history.item, share, f"you buy this every ~{max(round(cycle), 1)} days")
+                    value *= 1.0 - damping * (1.0 - since / cycle)
+                part: tuple[float, int, Any] = (value, _CYCLE, cycle)
             else:
-                add(history.item, share, "you bought this before")
-    basket = [x for x in state.last_basket if view.count.get(x, 0.0) > 0]
+                part = (value, _BEFORE, None)
+            scores[item] = score_of(item, 0.0) + value
+            best = reason_of(item)
+            if best is None or value > best[0]:
+                reasons[item] = part
+    counts = view.count
+    basket = [x for x in state.last_basket if counts.get(x, 0.0) > 0]
     if basket:
         weight = params.co_weight / len(basket)
+        neighbours = view.neighbours
         for source in basket:
-            per = weight / view.count[source]
-            for item, together in view.neighbours.get(source, ()):
-                add(item, per * together, f"bought with {source}")
-    top = heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [Recommendation(item, round(score, 6), reasons[item][1]) for item, score in top]
+            per = weight / counts[source]
+            for item, together in neighbours.get(source, ()):
+                value = per * together
+                scores[item] = score_of(item, 0.0) + value
+                best = reason_of(item)
+                if best is None or value > best[0]:
+                    reasons[item] = (value, _WITH, source)
+    if not scores:
+        return []
+    # The best k by (-score, item): every item scoring at least the k-th highest score,
+    # sorted (cheaper than a keyed heap over all candidates).
+    floor = heapq.nlargest(k, scores.values())[-1]
+    top = sorted([(-score, item) for item, score in scores.items() if score >= floor])[:k]
+    return [
+        Recommendation(item, round(-negative, 6), _reason(reasons[item])) for negative, item in top
+    ]
+
+
+_POPULAR, _CYCLE, _BEFORE, _WITH = range(4)
+
+
+def _reason(part: tuple[float, int, Any]) -> str:
+    """The text of a candidate's best part (see :func:`recommend`)."""
+    _, kind, detail = part
+    if kind == _CYCLE:
+        return f"you buy this every ~{max(round(detail), 1)} days"
+    if kind == _WITH:
+        return f"bought with {detail}"
+    return "popular" if kind == _POPULAR else "you bought this before"

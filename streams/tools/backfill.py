@@ -331,7 +331,8 @@ def to_basket_purchases(lines: pd.DataFrame, source: str) -> Iterator[Purchase]:
 
 def load_history(source: str, mapping: str | None = None) -> Loaded:
     """The purchases of ``source``: ``"cdnow"`` (the CDNOW data set; ``mapping`` must be
-    empty), ``"completejourney"`` (its basket lines), or a CSV file read with ``mapping``
+    empty), ``"completejourney"`` or ``"instacart"`` (their basket lines), or a CSV file
+    read with ``mapping``
     (the ``--map`` text, required); a frame with an ``item`` column holds basket lines.
 
     Examples
@@ -359,6 +360,16 @@ def load_history(source: str, mapping: str | None = None) -> Loaded:
         if report.rows_read > len(lines):
             report.dropped["no quantity (return or adjustment)"] = report.rows_read - len(lines)
         return Loaded(lines, report)
+    if source == "instacart":
+        if mapping:
+            raise BackfillError("--map is for CSV files; the Instacart columns are known")
+        from crmstream.streams.datasets import instacart
+
+        try:
+            lines = instacart.load_lines()
+        except instacart.DatasetMissing as exc:
+            raise BackfillError(str(exc)) from None
+        return Loaded(lines, CleaningReport(rows_read=lines.attrs.get("rows_read", len(lines))))
     if not mapping:
         raise BackfillError("--map is required for a CSV file (see --help)")
     return load_csv(source, parse_mapping(mapping))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from crmstream.streams.datasets.completejourney import load_lines
@@ -65,3 +66,31 @@ def test_complete_journey_baskets_carry_their_lines_and_discounts_as_cost() -> N
     times = [p.occurred_at for p in purchases]
     assert times == sorted(times)
     assert all(x.sku.startswith("cj-") and x.quantity >= 1 for p in purchases for x in p.items)
+
+
+def test_instacart_orders_keep_each_customers_order_and_end_on_one_day() -> None:
+    from crmstream.streams.datasets import instacart
+
+    lines = instacart.load_lines(customers=3)
+    assert lines["customer_id"].nunique() == 3
+    raw = pd.read_csv(instacart.data_file())
+    first = raw[raw["user_id"].isin(sorted(raw["user_id"].unique())[:3])]
+    assert len(lines) == len(first) and lines["basket"].nunique() == first["order_id"].nunique()
+    # a customer's orders come in order_number order, one time per order
+    number = dict(zip("ic-" + first["order_id"].astype(str), first["order_number"], strict=True))
+    for _, mine in lines.groupby("customer_id"):
+        orders = mine.drop_duplicates("basket")
+        assert orders["basket"].map(number).is_monotonic_increasing
+        assert orders["occurred_at"].is_monotonic_increasing and orders["occurred_at"].is_unique
+        assert orders["occurred_at"].iloc[-1].normalize() == instacart.LAST_DAY
+    purchases = list(to_basket_purchases(lines, "instacart"))
+    assert len(purchases) == lines["basket"].nunique()
+    assert sum(len(p.items or ()) for p in purchases) == len(lines)
+
+
+def test_instacart_backfill_reads_every_line_and_takes_no_map() -> None:
+    loaded = load_history("instacart")
+    assert loaded.report.rows_read == len(loaded.frame) == 150_000
+    assert loaded.frame["customer_id"].nunique() == 593
+    with pytest.raises(BackfillError, match="--map is for CSV files"):
+        load_history("instacart", "customer_id=a")
