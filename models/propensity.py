@@ -270,16 +270,22 @@ class PeriodHazard(base.Classifier):
     A River classifier: ``x`` holds the features of :func:`customer_features`, ``y`` is
     whether the customer bought within the period starting ``t`` days after their last
     purchase. It is a logistic regression on fixed transforms of the features (log scales,
-    the period as a category crossed with the purchase count, interactions of the elapsed
-    time with frequency and regularity, the purchase rate over the customer's age and how
-    overdue the next purchase is against the customer's own rhythm). The transforms are
-    fixed rather than standardised online because the mix of elapsed times drifts as a
-    stream ages, and a running standardisation would silently change the meaning of
-    learned weights.
+    the first period after a purchase as a category crossed with the purchase count, a
+    cubic in the log of the elapsed time, interactions of the elapsed time with frequency
+    and regularity, the purchase rate over the customer's age and how overdue the next
+    purchase is against the customer's own rhythm). The transforms are fixed rather than
+    standardised online because the mix of elapsed times drifts as a stream ages, and a
+    running standardisation would silently change the meaning of learned weights.
 
-    Periods with fewer than ``min_examples`` learned examples borrow the weights of the
-    latest period that has enough: the hazard of a silence longer than any the stream has
-    shown is that of the longest one it has.
+    The elapsed time enters as a smooth curve, not as one category per period: a young
+    stream has closed only its first few periods, and a category per period says nothing
+    about the periods it has not shown (a horizon of a year after four months of history),
+    while a curve in ``log t`` that has learned how the hazard falls over the first periods
+    carries that fall on. One category per period also made the curve's own terms
+    unidentifiable (they took only the few values of the periods closed), so its
+    continuation beyond them was arbitrary. Only the first period, the days right after a
+    purchase, keeps a category of its own; until a later period has ``min_examples``
+    learned examples, later periods are predicted with it too.
 
     Examples
     --------
@@ -335,17 +341,18 @@ class PeriodHazard(base.Classifier):
         elapsed = math.log1p(t) / 6
         group = min(int(n), 6)
         age = tenure_days + t
-        return {
+        elapsed2 = elapsed * elapsed
+        features = {
             "orders": orders,
             "mean_value": math.log1p(mean_value) / 5,
             "tenure": tenure,
             "mean_gap": gap,
             "sentiment": float(x.get("sentiment", 0.0)),
             "repeat": float(n > 1),
-            f"period={period}": 1.0,
-            f"period={period}*orders": orders,
             f"orders={group}": 1.0,
             "t": elapsed,
+            "t^2": elapsed2,
+            "t^3": elapsed2 * elapsed,
             "t*orders": elapsed * orders,
             "t*mean_gap": elapsed * gap,
             "t*tenure": elapsed * tenure,
@@ -354,6 +361,10 @@ class PeriodHazard(base.Classifier):
             "overdue": math.log1p(t / (mean_gap + 1.0)) / 3 if n > 1 else 0.0,
             "revenue": math.log1p(mean_value * n) / 6,
         }
+        if period == 0:
+            features["period=0"] = 1.0
+            features["period=0*orders"] = orders
+        return features
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:  # type: ignore[override]
         period = self.period(self._feature(x, "t"))

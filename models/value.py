@@ -14,7 +14,11 @@ is the product of three parts, each cheap to compute at a purchase:
   expected number is ``p · λH / (1 − e^(−λH))``;
 * **how much they spend per purchase**: their mean order value shrunk towards the
   partition's (learned from every purchase) by ``k`` pseudo-orders, as the Gamma-Gamma
-  model does.
+  model does. ``k = 1.5`` (``prior_orders``) is the shrinkage that best predicts a
+  customer's next order value from their previous ones, replayed in event-time order over
+  the CDNOW history (root mean squared error 32.65 against 33.16 at ``k = 4`` and 33.26
+  at ``k = 0.5``): a criterion on order values alone, not on the value evaluation's
+  holdouts.
 
 ``predicted_clv`` is the expected revenue less the expected cost at the customer's own
 cost ratio (cost / revenue so far).
@@ -44,7 +48,7 @@ class ValueModel(base.Estimator):
     (25.0, 30.0)
     >>> revenue = model.predict(orders=2, revenue=60.0, first=0.0, now=30.0, p_buy=0.8)
     >>> round(revenue, 2)
-    259.56
+    271.14
     >>> model.predict(orders=2, revenue=60.0, first=0.0, now=30.0, p_buy=0.0)
     0.0
     """
@@ -52,7 +56,7 @@ class ValueModel(base.Estimator):
     def __init__(
         self,
         horizon_days: float = 365.0,
-        prior_orders: float = 4.0,
+        prior_orders: float = 1.5,
         prior_repeats: float = 1.0,
     ) -> None:
         if horizon_days <= 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from crmstream.models.customer_state import CustomerModelState, Retention, trim
 from crmstream.models.offline import OfflinePartition
 from crmstream.models.propensity import (
     History,
+    PeriodHazard,
     PropensityModel,
     PurchasePropensity,
     Snapshot,
@@ -111,6 +113,27 @@ def test_the_score_follows_the_asked_horizon():
             model.learn_purchase(customer, at, amount)
     now = day(1500)
     assert short.predict_customer("c1", now) < long.predict_customer("c1", now)
+
+
+def test_the_hazard_carries_a_falling_curve_on_beyond_the_periods_it_has_learned():
+    # A young stream has closed only its first four periods: the hazard falls over them,
+    # and a horizon of a year asks about periods it has never seen.
+    rng = random.Random(1)
+
+    def truth(t: float) -> float:
+        return 1 / (1 + math.exp(-(0.5 - 1.2 * math.log1p(t / 30))))
+
+    hazard = PeriodHazard(period_days=30, min_examples=500)
+    x = {"orders": 2.0, "mean_value": 20.0, "tenure": 30.0, "mean_gap": 30.0, "sentiment": 0.0}
+    for _ in range(20_000):
+        t = 30.0 * rng.randrange(4)
+        hazard.learn_one(dict(x, t=t), rng.random() < truth(t))
+
+    predicted = [hazard.predict_proba_one(dict(x, t=30.0 * k))[True] for k in range(10)]
+    assert all(a > b for a, b in itertools.pairwise(predicted))
+    # Not the last learned period's hazard held flat: by period 9 it has kept falling.
+    assert predicted[9] < 0.7 * predicted[3]
+    assert predicted[9] == pytest.approx(truth(270.0), abs=0.03)
 
 
 def test_invalid_horizon_is_refused():
