@@ -428,17 +428,9 @@ class ProfileStore:
         """What the models keep of those of ``customer_ids`` crmstream has seen (one round
         trip; only that part of each profile is decoded): the propensity snapshots of
         customers whose labels fall due."""
-        ids = sorted(set(customer_ids))
-        if not ids:
-            return {}
-        pipe = self.client.pipeline(transaction=False)
-        for customer_id in ids:
-            pipe.hget(profile_key(customer_id), PROFILE_FIELD)
-        replies = await pipe.execute()
         return {
-            customer_id: _decode_model_state(raw).model_state
-            for customer_id, raw in zip(ids, replies, strict=True)
-            if raw
+            customer_id: _decode_model_state(replies[0]).model_state
+            for customer_id, replies in await self._read(customer_ids, history=False)
         }
 
     async def get_many(
@@ -447,9 +439,25 @@ class ProfileStore:
         """The profiles of those of ``customer_ids`` crmstream has seen (one round trip),
         with their history and item state unless ``history`` is false (the models need
         neither)."""
+        found = {}
+        for customer_id, replies in await self._read(customer_ids, history):
+            profile = _decode_profile(replies[0])
+            if history:
+                if replies[1] is not None:
+                    profile = msgspec.structs.replace(profile, items=_decode_items(replies[1]))
+                profile = _with_history(profile, replies[2:], self.history)
+            found[customer_id] = profile
+        return found
+
+    async def _read(
+        self, customer_ids: Iterable[str], history: bool
+    ) -> list[tuple[str, list[Any]]]:
+        """For each of ``customer_ids`` that has a profile, the replies of one pipelined
+        round trip: its profile JSON, then, with ``history``, its item state and history
+        lists."""
         ids = sorted(set(customer_ids))
         if not ids:
-            return {}
+            return []
         pipe = self.client.pipeline(transaction=False)
         for customer_id in ids:
             pipe.hget(profile_key(customer_id), PROFILE_FIELD)
@@ -459,20 +467,11 @@ class ProfileStore:
                     pipe.lrange(key, 0, -1)
         replies = await pipe.execute()
         step = 2 + len(HISTORY_KINDS) if history else 1
-        found = {}
-        for index, customer_id in enumerate(ids):
-            raw = replies[index * step]
-            if not raw:
-                continue
-            profile = _decode_profile(raw)
-            if history:
-                items = replies[index * step + 1]
-                if items is not None:
-                    profile = msgspec.structs.replace(profile, items=_decode_items(items))
-                lists = replies[index * step + 2 : (index + 1) * step]
-                profile = _with_history(profile, lists, self.history)
-            found[customer_id] = profile
-        return found
+        return [
+            (customer_id, replies[index * step : (index + 1) * step])
+            for index, customer_id in enumerate(ids)
+            if replies[index * step]
+        ]
 
     async def count_customers(self) -> int:
         """Number of customers with a profile."""
