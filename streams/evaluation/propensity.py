@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from crmstream.models.propensity import METRICS_WINDOW, PurchasePropensity, to_days
+from crmstream.streams.evaluation import EvaluationError, fail
 from crmstream.streams.evaluation.report import binary_metrics, write_report
 from crmstream.streams.tools.backfill import BackfillError, event_order, load_cdnow
 
@@ -88,11 +88,6 @@ _DAY = pd.Timedelta(days=1)
 #: Wraps the purchases of the replay, e.g. in a progress bar; it gets a sized sequence and
 #: a description and must yield the items unchanged and in order.
 Progress = Callable[[Sequence[Any], str], Iterable[Any]]
-
-
-class EvaluationError(ValueError):
-    """A calibration end, horizon or data set that cannot be evaluated; the message says
-    what is valid."""
 
 
 @dataclass
@@ -652,11 +647,6 @@ def render_table(evaluation: PropensityEvaluation, title: str) -> Any:
     return table
 
 
-def _fail(message: str) -> int:
-    print(f"crmstream: {' '.join(message.split())}", file=sys.stderr)
-    return 2
-
-
 def run(
     calibration_end: date,
     horizon_days: int,
@@ -691,7 +681,7 @@ def run(
             frame, calibration_end, horizon_days, progress=None if as_json else progress
         )
     except (BackfillError, EvaluationError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     title = (
         f"Purchase propensity on {'CDNOW' if path is None else Path(path).name}: calibration "
         f"end {calibration_end}, horizon {horizon_days} days"
@@ -715,7 +705,7 @@ def run(
                 report_notes(evaluation),
             )
         except OSError as exc:
-            return _fail(f"cannot write the report to {out}: {exc.strerror or exc}")
+            return fail(f"cannot write the report to {out}: {exc.strerror or exc}")
     if as_json:
         print(json.dumps(evaluation.to_json()))
         return 0

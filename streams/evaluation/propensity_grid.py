@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from crmstream.models.propensity import PurchasePropensity, to_days
+from crmstream.streams.evaluation import EvaluationError, fail
 from crmstream.streams.evaluation.propensity import (
-    EvaluationError,
     _baselines,
     _midnight,
     _utc,
@@ -232,7 +232,6 @@ def run_grid(as_json: bool, path: Any = None, start: date = GRID_START) -> int:
     object ``{"splits": [...], "summary": {...}}`` with ``as_json``. Returns the exit
     status: 0, or 2 after a one-line message on standard error."""
     import json
-    import sys
 
     from rich.console import Console
 
@@ -242,8 +241,7 @@ def run_grid(as_json: bool, path: Any = None, start: date = GRID_START) -> int:
         frame, _ = load_cdnow(path)
         cells, seconds = timed_grid(frame, start=start)
     except (BackfillError, EvaluationError) as exc:
-        print(f"crmstream: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     if as_json:
         print(json.dumps({"splits": [c.to_json() for c in cells], "summary": summary(cells)}))
         return 0

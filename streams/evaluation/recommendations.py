@@ -32,7 +32,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,6 +52,7 @@ from crmstream.models.recommend import (
     recommend,
     remember,
 )
+from crmstream.streams.evaluation import EvaluationError, fail
 
 MODELS = ("online", "popularity", "repeat", "item_knn", "matrix_factorization")
 #: Candidates measured only when asked for (``--with``); see :func:`_candidates`.
@@ -74,10 +74,6 @@ METRICS = ("hit_rate", "recall", "ndcg")
 SPLIT = 0.7
 #: Bins of "baskets the customer had before" for the report's hit-rate table.
 HISTORY_BINS = ((1, 1), (2, 4), (5, 9), (10, 19), (20, 49), (50, None))
-
-
-class EvaluationError(ValueError):
-    """Data that cannot be evaluated (too few baskets, a wrong mapping)."""
 
 
 class Basket(NamedTuple):
@@ -839,21 +835,18 @@ def run(
     params = DEFAULT_PARAMS
     if co_weight is not None:
         if not co_weight >= 0:
-            print(f"crmstream: --co-weight must be 0 or more, got {co_weight}", file=sys.stderr)
-            return 2
+            return fail(f"--co-weight must be 0 or more, got {co_weight}")
         params = msgspec.structs.replace(params, co_weight=co_weight)
     try:
         lines, source = load(data, mapping)
         evaluation = evaluate_recommendations(lines, k=k, params=params, extra=extra)
     except EvaluationError as exc:
-        print(f"crmstream: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     if out is not None:
         try:
             write_report(evaluation, out, source)
         except OSError as exc:
-            print(f"crmstream: cannot write the report to {out}: {exc}", file=sys.stderr)
-            return 2
+            return fail(f"cannot write the report to {out}: {exc}")
     if as_json:
         print(json.dumps(evaluation.to_json()))
         return 0

@@ -41,8 +41,8 @@ import pandas as pd
 
 from crmstream.models.propensity import PurchasePropensity, to_days
 from crmstream.models.value import ValueModel
+from crmstream.streams.evaluation import EvaluationError, fail
 from crmstream.streams.evaluation.propensity import (
-    EvaluationError,
     purchase_features,
     split_purchases,
     training_days,
@@ -294,8 +294,7 @@ def run(
         frame, _ = load_cdnow(path)
         evaluation = evaluate_value(frame, calibration_end, horizon_days)
     except (BackfillError, EvaluationError) as exc:
-        print(f"crmstream: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     except ImportError as exc:
         print(
             f"crmstream: {exc}: the value evaluation needs the evaluation extra "
@@ -312,8 +311,7 @@ def run(
             Path(out).mkdir(parents=True, exist_ok=True)
             (Path(out) / "report.md").write_text(render_markdown(evaluation, title))
         except OSError as exc:
-            print(f"crmstream: cannot write the report to {out}: {exc}", file=sys.stderr)
-            return 2
+            return fail(f"cannot write the report to {out}: {exc}")
     if as_json:
         print(json.dumps(evaluation.to_json()))
         return 0
