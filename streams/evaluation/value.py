@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import math
-import sys
 import warnings
 from dataclasses import dataclass
 from datetime import date
@@ -296,12 +295,10 @@ def run(
     except (BackfillError, EvaluationError) as exc:
         return fail(str(exc))
     except ImportError as exc:
-        print(
-            f"crmstream: {exc}: the value evaluation needs the evaluation extra "
-            "(pip install 'crmstream[eval]')",
-            file=sys.stderr,
+        return fail(
+            f"{exc}: the value evaluation needs the evaluation extra "
+            "(pip install 'crmstream[evaluate]')"
         )
-        return 2
     title = (
         f"Predicted customer value on {'CDNOW' if path is None else Path(path).name}: "
         f"calibration end {calibration_end}, horizon {horizon_days} days"
