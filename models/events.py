@@ -66,11 +66,8 @@ class Policies:
         a rule reads ``next_best_offer``. Otherwise readers score them when asked
         (:meth:`crmstream.streams.items.ItemStore.recommend`), which costs the worker
         nothing per purchase."""
-        return (
-            self.recommend is not None
-            and self.rules is not None
-            and (self.rules.reads_recommendations)
-        )
+        rules = self.rules
+        return self.recommend is not None and rules is not None and rules.reads_recommendations
 
 
 def apply_event(

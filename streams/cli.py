@@ -346,21 +346,23 @@ def _erase(args: argparse.Namespace, settings: Settings) -> int:
 def _profile(args: argparse.Namespace, settings: Settings) -> int:
     import msgspec
 
-    from crmstream.models.recommend import DEFAULT_PARAMS
     from crmstream.streams.items import ItemStore
     from crmstream.streams.profiles import ProfileStore
+
+    params = settings.recommend_params()
 
     async def fetch() -> dict[str, object] | None:
         url = redis_client_url(settings)
         store = ProfileStore(url, history=settings.history_limits())
-        items = ItemStore(url, settings.recommend_params() or DEFAULT_PARAMS)
+        items = ItemStore(url, params) if params is not None else None
         try:
             profile = await store.get(args.customer_id)
-            if profile is not None and settings.recommendations:
+            if profile is not None and items is not None:
                 profile.recommendations = await items.recommend(profile)
         finally:
             await store.close()
-            await items.close()
+            if items is not None:
+                await items.close()
         if profile is None:
             return None
         data = msgspec.to_builtins(profile)

@@ -197,6 +197,7 @@ class Replicas:
         states = result.states
 
         def snapshots_of(customer_id: str) -> Sequence[Snapshot]:
+            # The batch's own customers as just written, the others as stored.
             profile = states.get(customer_id)
             if profile is not None:
                 return profile.model_state.snapshots
