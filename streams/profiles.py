@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -66,86 +67,143 @@ CUSTOMERS_KEY = "crm:customers"
 #: legitimate contention (two workers during a rebalance) settles in a round or two.
 MAX_CONFLICT_ROUNDS = 20
 
-# One round trip per customer to read: the profile hash and which of the batch's event ids
-# were applied recently. KEYS[1] profile hash, KEYS[2] seen-ids sorted set; ARGV event ids.
-# KEYS[3], when given, the customer's item state (read for purchases with items only).
-_READ = """
-local reply = {redis.call('HGETALL', KEYS[1]), redis.call('ZMSCORE', KEYS[2], unpack(ARGV))}
-if KEYS[3] then
-  reply[3] = redis.call('GET', KEYS[3])
-end
-return reply
-"""
+# Each script's work for one customer is a Lua function of where the customer's keys and
+# arguments start (``kb``, ``ab``: the index before the first), so that the same body runs
+# once per call (a cluster, where each customer's keys are in a slot of their own) or once
+# per customer of a whole batch in one call (one server: see ProfileStore).
 
-# KEYS[1] profile hash, KEYS[2] seen-ids sorted set, KEYS[3..5] the customer's pending
-# lessons and marks of purchases, chats and feedback (sorted sets scored by offset),
-# KEYS[6..8] the history lists (messages, alerts, tier changes), KEYS[9] when given the
-# customer's item state (a string).
-# ARGV[1] expected version, ARGV[2] now (ms), ARGV[3] dedupe window (ms), ARGV[4] number of
-# event ids n, ARGV[5..4+n] event ids, then the number of profile fields m and m
-# field/value pairs, then per lesson set: the floor (members at or below it are removed),
-# the number of new members k, and k score/member pairs; then per history list: the count
-# it keeps (0: none), the number of new entries k, and k entries; then, with KEYS[9], the
-# item state.
-_COMMIT = """
-local version = redis.call('HGET', KEYS[1], '_v') or '0'
-if version ~= ARGV[1] then
-  return 0
-end
-local now = tonumber(ARGV[2])
-local window = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-if n > 0 then
-  for i = 5, 4 + n do
-    redis.call('ZADD', KEYS[2], now, ARGV[i])
+# The read of one customer: the profile hash and which of the batch's event ids were applied
+# recently. KEYS[kb+1] profile hash, KEYS[kb+2] seen-ids sorted set, KEYS[kb+3] when given
+# (nkeys 3) the customer's item state (read for purchases with items only); ARGV[ab+1..ab+n]
+# the event ids.
+_READ_ONE = """
+local function read(kb, nkeys, ab, n)
+  local ids = {}
+  for j = 1, n do
+    ids[j] = ARGV[ab + j]
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
-  redis.call('PEXPIRE', KEYS[2], window)
-end
-local i = 5 + n
-local m = tonumber(ARGV[i])
-local fields = {'_v', tostring(tonumber(version) + 1)}
-for j = i + 1, i + 2 * m do
-  fields[#fields + 1] = ARGV[j]
-end
-redis.call('HSET', KEYS[1], unpack(fields))
-i = i + 2 * m + 1
-for key = 3, 5 do
-  local floor = ARGV[i]
-  local k = tonumber(ARGV[i + 1])
-  i = i + 2
-  if k > 0 then
-    local members = {}
-    for j = i, i + 2 * k - 1 do
-      members[#members + 1] = ARGV[j]
-    end
-    redis.call('ZADD', KEYS[key], unpack(members))
-    i = i + 2 * k
+  local reply = {
+    redis.call('HGETALL', KEYS[kb + 1]),
+    redis.call('ZMSCORE', KEYS[kb + 2], unpack(ids)),
+  }
+  if nkeys > 2 then
+    reply[3] = redis.call('GET', KEYS[kb + 3])
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
+  return reply
 end
-for key = 6, 8 do
-  local keep = tonumber(ARGV[i])
-  local k = tonumber(ARGV[i + 1])
-  if k > 0 then
-    redis.call('RPUSH', KEYS[key], unpack(ARGV, i + 2, i + 1 + k))
-    if keep > 0 then
-      redis.call('LTRIM', KEYS[key], -keep, -1)
-    else
-      redis.call('DEL', KEYS[key])
-    end
-  end
-  i = i + 2 + k
-end
-if KEYS[9] then
-  redis.call('SET', KEYS[9], ARGV[i])
-end
-return 1
 """
+_READ = _READ_ONE + "return read(0, #KEYS, 0, #ARGV)\n"
+# Many customers: per customer in ARGV, the number of its keys, the number of its event ids
+# and the ids; the reply is the list of their replies.
+_READ_MANY = (
+    _READ_ONE
+    + """
+local out, kb, a = {}, 0, 1
+while a <= #ARGV do
+  local nkeys, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  out[#out + 1] = read(kb, nkeys, a + 1, n)
+  kb = kb + nkeys
+  a = a + 2 + n
+end
+return out
+"""
+)
+
+# The compare-and-set of one customer. KEYS[kb+1] profile hash, KEYS[kb+2] seen-ids sorted
+# set, KEYS[kb+3..kb+5] the customer's pending lessons and marks of purchases, chats and
+# feedback (sorted sets scored by offset), KEYS[kb+6..kb+8] the history lists (messages,
+# alerts, tier changes), KEYS[kb+9] when given (nkeys 9) the customer's item state.
+# From ARGV[ab+1]: the expected version, now (ms), the dedupe window (ms), the number of
+# event ids n and the n ids, then the number of profile fields m and m field/value pairs,
+# then per lesson set: the floor (members at or below it are removed), the number of new
+# members k, and k score/member pairs; then per history list: the count it keeps (0: none),
+# the number of new entries k, and k entries; then, with the item state's key, the state.
+_COMMIT_ONE = """
+local function commit(kb, nkeys, ab)
+  local profile = KEYS[kb + 1]
+  local version = redis.call('HGET', profile, '_v') or '0'
+  if version ~= ARGV[ab + 1] then
+    return 0
+  end
+  local now = tonumber(ARGV[ab + 2])
+  local window = tonumber(ARGV[ab + 3])
+  local n = tonumber(ARGV[ab + 4])
+  if n > 0 then
+    local seen = KEYS[kb + 2]
+    for i = ab + 5, ab + 4 + n do
+      redis.call('ZADD', seen, now, ARGV[i])
+    end
+    redis.call('ZREMRANGEBYSCORE', seen, '-inf', now - window)
+    redis.call('PEXPIRE', seen, window)
+  end
+  local i = ab + 5 + n
+  local m = tonumber(ARGV[i])
+  local fields = {'_v', tostring(tonumber(version) + 1)}
+  for j = i + 1, i + 2 * m do
+    fields[#fields + 1] = ARGV[j]
+  end
+  redis.call('HSET', profile, unpack(fields))
+  i = i + 2 * m + 1
+  for key = kb + 3, kb + 5 do
+    local floor = ARGV[i]
+    local k = tonumber(ARGV[i + 1])
+    i = i + 2
+    if k > 0 then
+      local members = {}
+      for j = i, i + 2 * k - 1 do
+        members[#members + 1] = ARGV[j]
+      end
+      redis.call('ZADD', KEYS[key], unpack(members))
+      i = i + 2 * k
+    end
+    redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
+  end
+  for key = kb + 6, kb + 8 do
+    local keep = tonumber(ARGV[i])
+    local k = tonumber(ARGV[i + 1])
+    if k > 0 then
+      redis.call('RPUSH', KEYS[key], unpack(ARGV, i + 2, i + 1 + k))
+      if keep > 0 then
+        redis.call('LTRIM', KEYS[key], -keep, -1)
+      else
+        redis.call('DEL', KEYS[key])
+      end
+    end
+    i = i + 2 + k
+  end
+  if nkeys > 8 then
+    redis.call('SET', KEYS[kb + 9], ARGV[i])
+  end
+  return 1
+end
+"""
+_COMMIT = _COMMIT_ONE + "return commit(0, #KEYS, 0)\n"
+# Many customers: per customer in ARGV, the number of its keys, the number of its
+# arguments and the arguments; the reply is the list of the customers' 1 (written) or 0
+# (their version moved: read and fold again).
+_COMMIT_MANY = (
+    _COMMIT_ONE
+    + """
+local out, kb, a = {}, 0, 1
+while a <= #ARGV do
+  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  out[#out + 1] = commit(kb, nkeys, a + 1)
+  kb = kb + nkeys
+  a = a + 2 + nargs
+end
+return out
+"""
+)
 
 _READ_SCRIPT = LuaScript(_READ)
 _COMMIT_SCRIPT = LuaScript(_COMMIT)
-_SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT)
+_READ_MANY_SCRIPT = LuaScript(_READ_MANY)
+_COMMIT_MANY_SCRIPT = LuaScript(_COMMIT_MANY)
+_SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT, _READ_MANY_SCRIPT, _COMMIT_MANY_SCRIPT)
+
+#: The most customers one script call reads or writes on a single server: a call runs
+#: atomically, so this bounds how long it holds the server (about a millisecond).
+CUSTOMERS_PER_CALL = 128
 
 #: Errors that mean "Redis cannot be reached right now": retried with backoff, never
 #: skipped. On a cluster that includes a master being restarted or failed over
@@ -380,10 +438,51 @@ def _with_history(profile: Profile, lists: Sequence[list[str]], limits: HistoryL
     return msgspec.structs.replace(profile, history=History(**kept))
 
 
+def _queue_calls(
+    pipe: Any,
+    one: LuaScript,
+    many: LuaScript,
+    calls: Sequence[tuple[list[str], list[Any]]],
+    batched: bool,
+) -> int:
+    """Queue a script's calls, one per customer (``calls``: their keys and arguments), on
+    ``pipe``; ``batched``, one call of ``many`` per :data:`CUSTOMERS_PER_CALL` customers
+    instead, each customer's keys and arguments preceded by their numbers. Returns the
+    number of commands queued (see :func:`_per_customer`)."""
+    if not batched:
+        for keys, args in calls:
+            one.queue(pipe, keys, args)
+        return len(calls)
+    queued = 0
+    for start in range(0, len(calls), CUSTOMERS_PER_CALL):
+        all_keys: list[str] = []
+        all_args: list[Any] = []
+        for keys, args in calls[start : start + CUSTOMERS_PER_CALL]:
+            all_keys.extend(keys)
+            all_args.append(len(keys))
+            all_args.append(len(args))
+            all_args.extend(args)
+        many.queue(pipe, all_keys, all_args)
+        queued += 1
+    return queued
+
+
+def _per_customer(replies: list[Any], queued: int, batched: bool) -> list[Any]:
+    """The replies of the ``queued`` commands of :func:`_queue_calls`, one per customer."""
+    if batched:
+        return [reply for chunk in replies[:queued] for reply in chunk]
+    return replies[:queued]
+
+
 class ProfileStore:
     """Reads and atomically updates customer profiles in Redis.
 
     The Redis client is created lazily on first use, so building a store opens nothing.
+
+    On one Redis server a batch's reads and writes are one script call per
+    :data:`CUSTOMERS_PER_CALL` customers; on a cluster, whose customers' keys are in slots
+    of their own, one per customer (``batch_scripts`` chooses, for tests). Both run the
+    same Lua per customer, so what they do is the same.
     """
 
     def __init__(
@@ -391,12 +490,21 @@ class ProfileStore:
         redis_url: str,
         dedupe_window: float = 7 * 24 * 3600.0,
         history: HistoryLimits = DEFAULT_HISTORY,
+        batch_scripts: bool | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.dedupe_window_ms = int(dedupe_window * 1000)
         self.history = history
+        self._batch_scripts = batch_scripts
         self._client: aioredis.Redis | None = None
         self._raw_client: aioredis.Redis | None = None
+
+    @property
+    def batched(self) -> bool:
+        """Whether one script call serves many customers (on one server, not a cluster)."""
+        if self._batch_scripts is None:
+            self._batch_scripts = not isinstance(self.client, RedisCluster)
+        return self._batch_scripts
 
     @property
     def client(self) -> aioredis.Redis:
@@ -569,14 +677,20 @@ class ProfileStore:
             result.states[customer_id] = msgspec.structs.replace(profile, model_state=stored)
 
     async def _plan(self, pending: dict[str, list[Delivery[Any]]], fold: Fold) -> list[_Plan]:
-        def build(pipe: Any) -> None:
-            for customer_id, items in pending.items():
-                keys = [profile_key(customer_id), seen_key(customer_id)]
-                if _needs_items(items):
-                    keys.append(items_key(customer_id))
-                _READ_SCRIPT.queue(pipe, keys, [d.event_id for d in items])
+        calls = []
+        for customer_id, items in pending.items():
+            keys = [profile_key(customer_id), seen_key(customer_id)]
+            if _needs_items(items):
+                keys.append(items_key(customer_id))
+            calls.append((keys, [d.event_id for d in items]))
+        batched = self.batched
+        queued = 0
 
-        replies = await run_pipeline(self.client, build, _SCRIPTS)
+        def build(pipe: Any) -> None:
+            nonlocal queued
+            queued = _queue_calls(pipe, _READ_SCRIPT, _READ_MANY_SCRIPT, calls, batched)
+
+        replies = _per_customer(await run_pipeline(self.client, build, _SCRIPTS), queued, batched)
         plans = []
         for (customer_id, items), reply in zip(pending.items(), replies, strict=True):
             flat, scores = reply[0], reply[1]
@@ -646,12 +760,14 @@ class ProfileStore:
                 args.append(_encode_items(plan.profile.items))
             calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
+        batched = self.batched
+        queued = 0
 
         def build(pipe: Any) -> None:
-            for keys, args in calls:
-                _COMMIT_SCRIPT.queue(pipe, keys, args)
+            nonlocal queued
+            queued = _queue_calls(pipe, _COMMIT_SCRIPT, _COMMIT_MANY_SCRIPT, calls, batched)
             if applied:
                 pipe.sadd(CUSTOMERS_KEY, *applied)
 
-        replies = await run_pipeline(self.client, build, _SCRIPTS)
-        return {plan.customer_id for plan, ok in zip(plans, replies, strict=False) if not ok}
+        replies = _per_customer(await run_pipeline(self.client, build, _SCRIPTS), queued, batched)
+        return {plan.customer_id for plan, ok in zip(plans, replies, strict=True) if not ok}

@@ -15,6 +15,7 @@ from crmstream.schemas.inputs import ChatMessage, Item, Purchase
 from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.profiles import (
     _SCRIPTS,
+    CUSTOMERS_PER_CALL,
     Delivery,
     ProfileStore,
     history_keys,
@@ -29,6 +30,13 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def redis_url(stack: EmbeddedStack) -> str:
     return stack.redis_url
+
+
+@pytest.fixture(params=[True, False], ids=["batched", "per-customer"])
+def batched(request: pytest.FixtureRequest) -> bool:
+    """Both ways of calling the scripts: many customers per call (one server) and one
+    per call (what a cluster gets)."""
+    return request.param
 
 
 def delivery(offset: int, event_id: str, amount: float, customer: str = "c1", partition: int = 0):
@@ -46,8 +54,8 @@ def add(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
     return profile, [Output("crm.alerts", d.customer_id.encode(), d.event_id.encode())]
 
 
-async def test_same_batch_twice_applies_once(redis_url):
-    store = ProfileStore(redis_url)
+async def test_same_batch_twice_applies_once(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched)
     batch = [delivery(0, "e0", 10.0), delivery(1, "e1", 5.0), delivery(2, "e2", 1.0, "c2")]
     first = await store.apply(batch, add)
     again = await store.apply(batch, add)
@@ -59,8 +67,8 @@ async def test_same_batch_twice_applies_once(redis_url):
     await store.close()
 
 
-async def test_resent_event_id_at_a_new_offset_is_a_duplicate(redis_url):
-    store = ProfileStore(redis_url)
+async def test_resent_event_id_at_a_new_offset_is_a_duplicate(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched)
     await store.apply([delivery(0, "e0", 10.0)], add)
     result = await store.apply([delivery(7, "e0", 10.0), delivery(8, "e8", 2.0)], add)
     assert (result.applied, result.duplicates) == (1, 1)
@@ -68,15 +76,15 @@ async def test_resent_event_id_at_a_new_offset_is_a_duplicate(redis_url):
     await store.close()
 
 
-async def test_duplicates_inside_one_batch_are_applied_once(redis_url):
-    store = ProfileStore(redis_url)
+async def test_duplicates_inside_one_batch_are_applied_once(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched)
     result = await store.apply([delivery(0, "e0", 1.0), delivery(1, "e0", 1.0)], add)
     assert (result.applied, result.duplicates) == (1, 1)
     await store.close()
 
 
-async def test_offset_guard_holds_after_the_dedupe_window_expires(redis_url):
-    store = ProfileStore(redis_url, dedupe_window=0.05)
+async def test_offset_guard_holds_after_the_dedupe_window_expires(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched, dedupe_window=0.05)
     batch = [delivery(0, "e0", 10.0), delivery(1, "e1", 5.0)]
     await store.apply(batch, add)
     await asyncio.sleep(0.2)
@@ -90,8 +98,11 @@ async def test_offset_guard_holds_after_the_dedupe_window_expires(redis_url):
     await store.close()
 
 
-async def test_a_concurrent_writer_wins_and_the_loser_refolds(redis_url):
-    ours, theirs = ProfileStore(redis_url), ProfileStore(redis_url)
+async def test_a_concurrent_writer_wins_and_the_loser_refolds(redis_url, batched):
+    ours, theirs = (
+        ProfileStore(redis_url, batch_scripts=batched),
+        ProfileStore(redis_url, batch_scripts=batched),
+    )
     interfered = []
 
     async def interfere(outputs):
@@ -108,8 +119,38 @@ async def test_a_concurrent_writer_wins_and_the_loser_refolds(redis_url):
     await theirs.close()
 
 
-async def test_profile_fields_are_readable_in_redis(redis_url):
-    store = ProfileStore(redis_url)
+async def test_a_batch_of_more_customers_than_one_call_holds(redis_url, batched):
+    """Several script calls' worth of customers in one batch: each customer gets their
+    own events and outputs, and a customer changed by another writer meanwhile alone is
+    folded again."""
+    ours, theirs = ProfileStore(redis_url, batch_scripts=batched), ProfileStore(redis_url)
+    customers = [f"many-{n}" for n in range(2 * CUSTOMERS_PER_CALL + 7)]
+    batch = [delivery(n, f"big-{n}", float(n), customer) for n, customer in enumerate(customers)]
+    interfered = []
+
+    async def interfere(outputs):
+        if not interfered:
+            interfered.append(outputs)
+            await theirs.apply([delivery(0, "other-0", 100.0, customers[-1], partition=3)], add)
+
+    result = await ours.apply(batch, add, before_commit=interfere)
+    assert (result.applied, result.duplicates, result.conflicts) == (len(customers), 0, 1)
+    assert sorted(o.value.decode() for o in result.outputs) == sorted(d.event_id for d in batch)
+    found = await ours.get_many(customers)
+    assert [found[c].revenue for c in customers[:-1]] == [
+        float(n) for n in range(len(customers) - 1)
+    ]
+    assert (found[customers[-1]].orders, found[customers[-1]].revenue) == (
+        2,
+        100.0 + len(customers) - 1,
+    )
+    assert (await ours.apply(batch, add)).duplicates == len(customers)
+    await ours.close()
+    await theirs.close()
+
+
+async def test_profile_fields_are_readable_in_redis(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched)
     await store.apply([delivery(4, "e4", 12.5)], add)
     fields = await store.client.hgetall(profile_key("c1"))
     stored = json.loads(fields["profile"])
@@ -125,17 +166,17 @@ async def test_unknown_customer_has_no_profile(redis_url):
     await store.close()
 
 
-async def test_scripts_lost_by_the_server_are_loaded_again(redis_url):
+async def test_scripts_lost_by_the_server_are_loaded_again(redis_url, batched):
     """A restarted or flushed server forgets its Lua scripts: the store loads them again
     and applies the batch once."""
-    store = ProfileStore(redis_url)
+    store = ProfileStore(redis_url, batch_scripts=batched)
     await store.apply([delivery(0, "s0", 10.0, "flushed")], add)
     await store.client.script_flush()
-    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [False, False]
+    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [False] * len(_SCRIPTS)
     result = await store.apply([delivery(1, "s1", 5.0, "flushed")], add)
     assert (result.applied, result.duplicates) == (1, 0)
     assert (await store.get("flushed")).orders == 2
-    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [True, True]
+    assert await store.client.script_exists(*(s.sha for s in _SCRIPTS)) == [True] * len(_SCRIPTS)
     await store.close()
 
 
@@ -161,8 +202,8 @@ def said(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
 LIMITS = HistoryLimits(messages=3, alerts=2, tiers=2, max_age=timedelta(days=30))
 
 
-async def test_history_is_kept_in_lists_the_worker_never_reads(redis_url):
-    store = ProfileStore(redis_url, history=LIMITS)
+async def test_history_is_kept_in_lists_the_worker_never_reads(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched, history=LIMITS)
     day = datetime(2026, 3, 1, tzinfo=UTC)
     chats = [
         Delivery("crm.chats", 0, n, "talker", f"m{n}", day + timedelta(days=n)) for n in range(5)
@@ -189,10 +230,10 @@ async def test_history_is_kept_in_lists_the_worker_never_reads(redis_url):
     await store.close()
 
 
-async def test_a_history_stored_in_the_profile_moves_to_the_lists(redis_url):
+async def test_a_history_stored_in_the_profile_moves_to_the_lists(redis_url, batched):
     """Profiles written before history had lists of their own keep it, and move it on their
     next change."""
-    store = ProfileStore(redis_url, history=LIMITS)
+    store = ProfileStore(redis_url, batch_scripts=batched, history=LIMITS)
     day = datetime(2026, 3, 1, tzinfo=UTC)
     old = MessageEntry(at=day, event_id="m0", sentiment=0.1, intent="other")
     legacy = Profile(customer_id="legacy", history=History(messages=[old]), last_message_at=day)
@@ -216,8 +257,8 @@ def basket(profile: Profile, d: Delivery) -> tuple[Profile, list[Output]]:
     return msgspec.structs.replace(profile, messages=profile.messages + 1), []
 
 
-async def test_item_state_is_read_and_written_only_for_purchases_with_items(redis_url):
-    store = ProfileStore(redis_url)
+async def test_item_state_is_read_and_written_only_for_purchases_with_items(redis_url, batched):
+    store = ProfileStore(redis_url, batch_scripts=batched)
     at = datetime(2026, 3, 1, tzinfo=UTC)
 
     def buy(offset: int, *skus: str) -> Delivery:
