@@ -264,6 +264,39 @@ class AveragedLogisticRegression(base.Classifier):
         return self.predict_proba_one(x)[True] >= 0.5
 
 
+@dataclass(slots=True)
+class _Customer:
+    """What :class:`PeriodHazard` derives from a customer's features once, whatever the
+    elapsed time: the leading features, and what the elapsed-time features are made of."""
+
+    head: dict[str, float]
+    n: float
+    orders: float
+    gap: float
+    tenure: float
+    tenure_days: float
+    mean_gap: float
+    revenue: float
+
+    def elapsed(self, t: float) -> dict[str, float]:
+        """The features that depend on ``t``, the days since the last purchase."""
+        n, orders = self.n, self.orders
+        elapsed = math.log1p(t) / 6
+        age = self.tenure_days + t
+        elapsed2 = elapsed * elapsed
+        return {
+            "t": elapsed,
+            "t^2": elapsed2,
+            "t^3": elapsed2 * elapsed,
+            "t*orders": elapsed * orders,
+            "t*mean_gap": elapsed * self.gap,
+            "t*tenure": elapsed * self.tenure,
+            "age": math.log1p(age) / 6,
+            "rate": math.log1p(30.0 * n / (age + 1.0)) / 3,
+            "overdue": math.log1p(t / (self.mean_gap + 1.0)) / 3 if n > 1 else 0.0,
+        }
+
+
 class PeriodHazard(base.Classifier):
     """Probability that a customer buys within one period, given ``t`` days of silence.
 
@@ -332,39 +365,75 @@ class PeriodHazard(base.Classifier):
         return max(float(x.get(name, default)), 0.0)
 
     def _transform(self, x: dict[str, float], period: int) -> dict[str, float]:
+        customer = self._customer(x)
+        features = {**customer.head, **customer.elapsed(self._feature(x, "t"))}
+        features["revenue"] = customer.revenue
+        if period == 0:
+            features["period=0"] = 1.0
+            features["period=0*orders"] = customer.orders
+        return features
+
+    def _customer(self, x: dict[str, float]) -> _Customer:
         n = max(self._feature(x, "orders", 1.0), 1.0)
         mean_gap, tenure_days = self._feature(x, "mean_gap"), self._feature(x, "tenure")
-        t, mean_value = self._feature(x, "t"), self._feature(x, "mean_value")
+        mean_value = self._feature(x, "mean_value")
         orders = math.log(n) / 3
         gap = math.log1p(mean_gap) / 6
         tenure = math.log1p(tenure_days) / 6
-        elapsed = math.log1p(t) / 6
-        group = min(int(n), 6)
-        age = tenure_days + t
-        elapsed2 = elapsed * elapsed
-        features = {
+        head = {
             "orders": orders,
             "mean_value": math.log1p(mean_value) / 5,
             "tenure": tenure,
             "mean_gap": gap,
             "sentiment": float(x.get("sentiment", 0.0)),
             "repeat": float(n > 1),
-            f"orders={group}": 1.0,
-            "t": elapsed,
-            "t^2": elapsed2,
-            "t^3": elapsed2 * elapsed,
-            "t*orders": elapsed * orders,
-            "t*mean_gap": elapsed * gap,
-            "t*tenure": elapsed * tenure,
-            "age": math.log1p(age) / 6,
-            "rate": math.log1p(30.0 * n / (age + 1.0)) / 3,
-            "overdue": math.log1p(t / (mean_gap + 1.0)) / 3 if n > 1 else 0.0,
-            "revenue": math.log1p(mean_value * n) / 6,
+            f"orders={min(int(n), 6)}": 1.0,
         }
-        if period == 0:
-            features["period=0"] = 1.0
-            features["period=0*orders"] = orders
-        return features
+        return _Customer(
+            head, n, orders, gap, tenure, tenure_days, mean_gap, math.log1p(mean_value * n) / 6
+        )
+
+    def predict_elapsed(self, x: dict[str, float], elapsed: Sequence[float]) -> list[float]:
+        """``predict_proba_one(x with t)[True]`` for each ``t`` of ``elapsed``, exactly (the
+        same sums in the same order), with the features that do not depend on ``t``
+        transformed and weighed once: what scoring a purchase's horizon asks, one period
+        after another.
+
+        Examples
+        --------
+        >>> hazard = PeriodHazard(min_examples=1)
+        >>> x = {"orders": 3.0, "mean_value": 25.0, "tenure": 60.0, "mean_gap": 30.0}
+        >>> for n in range(50):
+        ...     hazard.learn_one({**x, "t": n % 4 * 30.0}, n % 3 == 0)
+        >>> hazard.predict_elapsed(x, [0.0, 30.0, 60.0]) == [
+        ...     hazard.predict_proba_one({**x, "t": t})[True] for t in (0.0, 30.0, 60.0)]
+        True
+        """
+        regression = self.regression
+        if not isinstance(regression, AveragedLogisticRegression):  # an older checkpoint's
+            return [self.predict_proba_one({**x, "t": t})[True] for t in elapsed]
+        if not regression.n:
+            return [0.5] * len(elapsed)
+        average = regression._average
+        customer = self._customer(x)
+        base = regression._average_intercept
+        for name, value in customer.head.items():
+            base += average.get(name, 0.0) * value
+        revenue = average.get("revenue", 0.0) * customer.revenue
+        first = (average.get("period=0", 0.0), average.get("period=0*orders", 0.0))
+        scale = 1.0 - regression._kept
+        out = []
+        for t in elapsed:
+            t = max(float(t), 0.0)
+            z = base
+            for name, value in customer.elapsed(t).items():
+                z += average.get(name, 0.0) * value
+            z += revenue
+            if min(self.period(t), self._known_period) == 0:
+                z += first[0] * 1.0
+                z += first[1] * customer.orders
+            out.append(regression._sigmoid(z / scale))
+        return out
 
     def learn_one(self, x: dict[str, float], y: bool) -> None:  # type: ignore[override]
         period = self.period(self._feature(x, "t"))
@@ -528,15 +597,18 @@ class PropensityModel(base.Estimator):
         or ``horizon_days``) after ``now`` (days since the epoch)."""
         start = max(now - history.last, 0.0)
         end = start + (self.horizon_days if horizon_days is None else horizon_days)
-        log_survival = 0.0
+        elapsed, steps = [], []
         t = start
         while t < end:
             period = int(t // self.period_days)
             step = min((period + 1) * self.period_days, end) - t
-            x = customer_features(history, period * self.period_days)
-            hazard = min(self.hazard.predict_proba_one(x)[True], 1.0 - 1e-9)
-            log_survival += step / self.period_days * math.log1p(-hazard)
+            elapsed.append(period * self.period_days)
+            steps.append(step)
             t += step
+        hazards = self.hazard.predict_elapsed(customer_features(history, 0.0), elapsed)
+        log_survival = 0.0
+        for step, hazard in zip(steps, hazards, strict=True):
+            log_survival += step / self.period_days * math.log1p(-min(hazard, 1.0 - 1e-9))
         return 1.0 - math.exp(log_survival)
 
     def snapshot(
