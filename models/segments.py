@@ -74,12 +74,40 @@ class CustomerSegments(base.Estimator):
 
     def predict_one(self, x: dict[str, float]) -> int:
         """The segment of a customer with features ``x`` (see :func:`rfm_features`)."""
-        return int(self.kmeans.predict_one(self.scaler.transform_one(x)))
+        return int(self._nearest(self._scaled(x)))
 
     def learn_one(self, x: dict[str, float]) -> None:
         """Learn from a customer's features at a purchase (moves the nearest centre)."""
         self.scaler.learn_one(x)
-        self.kmeans.learn_one(self.scaler.transform_one(x))
+        scaled = self._scaled(x)
+        centre = self.kmeans.centers[self._nearest(scaled)]
+        halflife = self.kmeans.halflife
+        for name, value in scaled.items():
+            centre[name] += halflife * (value - centre[name])
+
+    # River's StandardScaler.transform_one and KMeans.predict_one and learn_one, inlined:
+    # the same arithmetic on the same River state, without a generator and a set of names
+    # per centre (its distance sums the features in a fixed order, where River's follows
+    # the process's string hashing).
+
+    def _scaled(self, x: dict[str, float]) -> dict[str, float]:
+        means, variances = self.scaler.means, self.scaler.vars
+        scaled = {}
+        for name, value in x.items():
+            variance = variances[name]
+            scaled[name] = (value - means[name]) / variance**0.5 if variance else 0.0
+        return scaled
+
+    def _nearest(self, x: dict[str, float]) -> int:
+        p = self.kmeans.p
+        nearest, shortest = -1, math.inf
+        for segment, centre in self.kmeans.centers.items():
+            distance = 0
+            for name in centre.keys() | x.keys() if centre.keys() != x.keys() else x:
+                distance += abs(centre[name] - x.get(name, 0)) ** p
+            if distance < shortest:
+                nearest, shortest = segment, distance
+        return nearest
 
     def move(self, previous: int | None, segment: int) -> None:
         """Count a customer who moved from segment ``previous`` (``None``: new) to
