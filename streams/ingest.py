@@ -170,20 +170,24 @@ def score_messages(
 ) -> dict[tuple[str, int, int], MessageScores]:
     """Sentiment and intent of every customer chat message of a batch, scored once with
     the partition's models as they are before the batch teaches them anything."""
-    stages = runtime.stages
-    scores = {}
-    for delivery in deliveries:
-        message = delivery.record
-        if not isinstance(message, ChatMessage) or message.sender != "customer":
-            continue
-        models = runtime.replicas[delivery.partition].models.conversations
-        with stages.timed("sentiment"):
-            sentiment = models.sentiment.score(message.text)
-        with stages.timed("intent"):
-            intent = models.intent.predict(message.text)
-        key = (delivery.topic, delivery.partition, delivery.offset)
-        scores[key] = MessageScores(sentiment, intent)
-    return scores
+    chats = [
+        d for d in deliveries if isinstance(d.record, ChatMessage) and d.record.sender == "customer"
+    ]
+    if not chats:
+        return {}
+    replicas, stages = runtime.replicas, runtime.stages
+    with stages.timed("sentiment"):
+        sentiments = [
+            replicas[d.partition].models.conversations.sentiment.score(d.record.text) for d in chats
+        ]
+    with stages.timed("intent"):
+        intents = [
+            replicas[d.partition].models.conversations.intent.predict(d.record.text) for d in chats
+        ]
+    return {
+        (d.topic, d.partition, d.offset): MessageScores(sentiment, intent)
+        for d, sentiment, intent in zip(chats, sentiments, intents, strict=True)
+    }
 
 
 async def item_view(runtime: Runtime, deliveries: Sequence[Delivery[Any]]) -> ItemView:

@@ -284,14 +284,18 @@ class Replicas:
         stages: Stages,
     ) -> int:
         models = replica.models
-        for delivery in deliveries:
-            record = delivery.record
-            if isinstance(record, ChatMessage):
-                with stages.timed("intent"):
-                    models.conversations.learn_chat(record)
-            elif isinstance(record, Feedback):
-                with stages.timed("sentiment"):
-                    models.conversations.learn_feedback(record)
+        # Chats teach only the intent model and feedback only the sentiment model: each
+        # kind is learned in its own pass (in offset order), timed once per batch.
+        chats = [d.record for d in deliveries if isinstance(d.record, ChatMessage)]
+        feedback = [d.record for d in deliveries if isinstance(d.record, Feedback)]
+        if chats:
+            with stages.timed("intent"):
+                for chat in chats:
+                    models.conversations.learn_chat(chat)
+        if feedback:
+            with stages.timed("sentiment"):
+                for rated in feedback:
+                    models.conversations.learn_feedback(rated)
         lessons = {}
         for _, delivery in arrivals:
             profile = states.get(delivery.customer_id)
