@@ -17,12 +17,16 @@ needed (and cannot work without internet access).
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import random
+import re
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from river import compose, feature_extraction, linear_model, optim, preprocessing
+from river.feature_extraction import vectorize
 
 from crmstream.models.vader import load_fast_vader, vader_lexicon_path
 
@@ -162,6 +166,65 @@ def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
 
 #: Where a kept text's classifier input is cached (never pickled: see ``__getstate__``).
 _VECTOR = "_vector"
+
+
+def words_vectorizer(
+    pipeline: compose.Pipeline,
+) -> Callable[[dict[str, Any]], dict[Any, float]] | None:
+    """The input :func:`text_classifier`'s pipeline gives its regression, computed in one
+    pass: River's ``BagOfWords`` (accents stripped, lower case, River's token pattern, words
+    and pairs of words, counted in the same order) inlined, then the pipeline's own
+    ``log_counts``, ``FeatureHasher`` and ``Select``, merged as its ``TransformerUnion``
+    merges them. ``None`` for a pipeline of another shape (one of an older checkpoint):
+    use its own steps.
+
+    Examples
+    --------
+    >>> pipeline = text_classifier()
+    >>> features = text_features("Crisp, fresh and cheap; the best café in town!")
+    >>> vector = words_vectorizer(pipeline)(features)
+    >>> vector == pipeline.steps["TransformerUnion"].transform_one(features)
+    True
+    """
+    steps = list(pipeline.steps.values())
+    union = steps[0] if len(steps) == 2 else None
+    if not isinstance(union, compose.TransformerUnion) or len(union.transformers) != 2:
+        return None
+    select, words = union.transformers.values()
+    parts = list(words.steps.values()) if isinstance(words, compose.Pipeline) else []
+    if not isinstance(select, compose.Select) or len(parts) != 3:
+        return None
+    bag, dampen, hasher = parts
+    if not (
+        type(bag) is feature_extraction.BagOfWords
+        and bag.on == "text"
+        and bag.lowercase
+        and bag.strip_accents
+        and bag.preprocessor is None
+        and bag.tokenizer is None
+        and not bag.stop_words
+        and tuple(bag.ngram_range) == (1, 2)
+        and isinstance(dampen, compose.FuncTransformer)
+        and isinstance(hasher, preprocessing.FeatureHasher)
+    ):
+        return None
+    token = re.compile(bag.tokenizer_pattern)
+    strip = vectorize.strip_accents_unicode
+    dampen_one, hash_one, select_one = (
+        dampen.transform_one,
+        hasher.transform_one,
+        select.transform_one,
+    )
+
+    def vectorize_one(features: dict[str, Any]) -> dict[Any, float]:
+        tokens = token.findall(strip(features["text"]).lower())
+        counts = Counter(tokens)
+        counts.update(itertools.pairwise(tokens))
+        vector = hash_one(dampen_one(counts))
+        vector.update(select_one(features))
+        return vector
+
+    return vectorize_one
 
 
 def _plain(kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -305,6 +368,7 @@ class SentimentModel:
 
     def _reset(self) -> None:
         self._pipeline = self.classifier()
+        self._vectorizer: tuple[Any, Any] = (None, None)  # the pipeline's, see _vector
         self._counts = {False: 0, True: 0}
         self._holdout: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
         self._replay: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
@@ -381,7 +445,7 @@ class SentimentModel:
         if self._weight == 0.0:
             return vader_score(text)
         features = text_features(text)
-        probability = self._pipeline.predict_proba_one(features).get(True, 0.5)
+        probability = self._regression().predict_proba_one(self._vector(features)).get(True, 0.5)
         return blend(features["vader"], probability, self._weight)
 
     def learn(self, text: str, positive: bool) -> None:
@@ -420,9 +484,16 @@ class SentimentModel:
         held-out and replayed texts are used again and again)."""
         vector = features.get(_VECTOR)
         if vector is None:
-            vector = features
-            for step in list(self._pipeline.steps.values())[:-1]:
-                vector = step.transform_one(vector)
+            pipeline = self._pipeline
+            if self._vectorizer[0] is not pipeline:
+                self._vectorizer = (pipeline, words_vectorizer(pipeline))
+            vectorize_one = self._vectorizer[1]
+            if vectorize_one is not None:
+                vector = vectorize_one(features)
+            else:
+                vector = features
+                for step in list(pipeline.steps.values())[:-1]:
+                    vector = step.transform_one(vector)
             features[_VECTOR] = vector
         return vector
 
