@@ -272,8 +272,11 @@ class PeriodHazard(base.Classifier):
     purchase. It is a logistic regression on fixed transforms of the features (log scales,
     the first period after a purchase as a category crossed with the purchase count, a
     cubic in the log of the elapsed time, interactions of the elapsed time with frequency
-    and regularity, the purchase rate over the customer's age and how overdue the next
-    purchase is against the customer's own rhythm). The transforms are fixed rather than
+    and regularity, the purchase rate over the customer's age, how overdue the next
+    purchase is against the customer's own rhythm, and BG/NBD's evidence that a customer
+    has lapsed: repeat purchases times ``log((1 + age) / (1 + tenure))``, the statistic by
+    which that model's chance of being alive falls with a silence, faster for a customer
+    who bought often). The transforms are fixed rather than
     standardised online because the mix of elapsed times drifts as a stream ages, and a
     running standardisation would silently change the meaning of learned weights.
 
@@ -337,10 +340,11 @@ class PeriodHazard(base.Classifier):
         t, mean_value = self._feature(x, "t"), self._feature(x, "mean_value")
         orders = math.log(n) / 3
         gap = math.log1p(mean_gap) / 6
-        tenure = math.log1p(tenure_days) / 6
+        log_tenure = math.log1p(tenure_days)
+        log_age = math.log1p(tenure_days + t)
+        tenure = log_tenure / 6
         elapsed = math.log1p(t) / 6
         group = min(int(n), 6)
-        age = tenure_days + t
         elapsed2 = elapsed * elapsed
         features = {
             "orders": orders,
@@ -356,8 +360,12 @@ class PeriodHazard(base.Classifier):
             "t*orders": elapsed * orders,
             "t*mean_gap": elapsed * gap,
             "t*tenure": elapsed * tenure,
-            "age": math.log1p(age) / 6,
-            "rate": math.log1p(30.0 * n / (age + 1.0)) / 3,
+            "age": log_age / 6,
+            "rate": math.log1p(30.0 * n / (tenure_days + t + 1.0)) / 3,
+            # BG/NBD's evidence that a customer has lapsed: repeat purchases times the log
+            # of age over tenure (both plus a day), which grows with the silence faster
+            # for a customer who used to buy often.
+            "lapsed": (n - 1.0) * (log_age - log_tenure) / 10,
             "overdue": math.log1p(t / (mean_gap + 1.0)) / 3 if n > 1 else 0.0,
             "revenue": math.log1p(mean_value * n) / 6,
         }
