@@ -275,6 +275,7 @@ class _Customer:
     gap: float
     tenure: float
     tenure_days: float
+    log_tenure: float
     mean_gap: float
     revenue: float
 
@@ -282,7 +283,7 @@ class _Customer:
         """The features that depend on ``t``, the days since the last purchase."""
         n, orders = self.n, self.orders
         elapsed = math.log1p(t) / 6
-        age = self.tenure_days + t
+        log_age = math.log1p(self.tenure_days + t)
         elapsed2 = elapsed * elapsed
         return {
             "t": elapsed,
@@ -291,8 +292,12 @@ class _Customer:
             "t*orders": elapsed * orders,
             "t*mean_gap": elapsed * self.gap,
             "t*tenure": elapsed * self.tenure,
-            "age": math.log1p(age) / 6,
-            "rate": math.log1p(30.0 * n / (age + 1.0)) / 3,
+            "age": log_age / 6,
+            "rate": math.log1p(30.0 * n / (self.tenure_days + t + 1.0)) / 3,
+            # BG/NBD's evidence that a customer has lapsed: repeat purchases times the log
+            # of age over tenure (both plus a day), which grows with the silence faster
+            # for a customer who used to buy often.
+            "lapsed": (n - 1.0) * (log_age - self.log_tenure) / 10,
             "overdue": math.log1p(t / (self.mean_gap + 1.0)) / 3 if n > 1 else 0.0,
         }
 
@@ -305,8 +310,11 @@ class PeriodHazard(base.Classifier):
     purchase. It is a logistic regression on fixed transforms of the features (log scales,
     the first period after a purchase as a category crossed with the purchase count, a
     cubic in the log of the elapsed time, interactions of the elapsed time with frequency
-    and regularity, the purchase rate over the customer's age and how overdue the next
-    purchase is against the customer's own rhythm). The transforms are fixed rather than
+    and regularity, the purchase rate over the customer's age, how overdue the next
+    purchase is against the customer's own rhythm, and BG/NBD's evidence that a customer
+    has lapsed: repeat purchases times ``log((1 + age) / (1 + tenure))``, the statistic by
+    which that model's chance of being alive falls with a silence, faster for a customer
+    who bought often). The transforms are fixed rather than
     standardised online because the mix of elapsed times drifts as a stream ages, and a
     running standardisation would silently change the meaning of learned weights.
 
@@ -379,7 +387,8 @@ class PeriodHazard(base.Classifier):
         mean_value = self._feature(x, "mean_value")
         orders = math.log(n) / 3
         gap = math.log1p(mean_gap) / 6
-        tenure = math.log1p(tenure_days) / 6
+        log_tenure = math.log1p(tenure_days)
+        tenure = log_tenure / 6
         head = {
             "orders": orders,
             "mean_value": math.log1p(mean_value) / 5,
@@ -390,7 +399,15 @@ class PeriodHazard(base.Classifier):
             f"orders={min(int(n), 6)}": 1.0,
         }
         return _Customer(
-            head, n, orders, gap, tenure, tenure_days, mean_gap, math.log1p(mean_value * n) / 6
+            head,
+            n,
+            orders,
+            gap,
+            tenure,
+            tenure_days,
+            log_tenure,
+            mean_gap,
+            math.log1p(mean_value * n) / 6,
         )
 
     def predict_elapsed(self, x: dict[str, float], elapsed: Sequence[float]) -> list[float]:
