@@ -46,7 +46,7 @@ from crmstream.streams.customer_keys import (
     customer_keys,
 )
 from crmstream.streams.deadletter import deadletter
-from crmstream.streams.due import due_key
+from crmstream.streams.due import done_key, due_key
 from crmstream.streams.profiles import CUSTOMERS_KEY
 from crmstream.streams.sink import Output, keyed_outputs
 
@@ -145,14 +145,14 @@ class Eraser:
                 log_ids.append(entry)
         due_members = []
         for partition in range(self.partitions):
-            key = due_key(partition)
-            found = [
-                m
-                async for m, _ in client.zscan_iter(key, match=f"{_glob(customer_id)}|*")
-                if (m.decode() if isinstance(m, bytes) else m).rpartition("|")[0] == customer_id
-            ]
-            if found:
-                due_members.append((key, found))
+            for key in (due_key(partition), done_key(partition)):
+                found = [
+                    m
+                    async for m, _ in client.zscan_iter(key, match=f"{_glob(customer_id)}|*")
+                    if (m.decode() if isinstance(m, bytes) else m).rpartition("|")[0] == customer_id
+                ]
+                if found:
+                    due_members.append((key, found))
         pipe = client.pipeline(transaction=False)
         owned = customer_keys(customer_id)
         pipe.delete(*owned)  # one hash tag: one slot, one command

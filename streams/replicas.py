@@ -31,7 +31,9 @@ How no event is learned twice and none is skipped
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
+import operator
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +42,14 @@ from typing import Any
 from crmstream.models.conversations import ConversationModels
 from crmstream.models.customer_state import CHAT, FEEDBACK, PURCHASE, CustomerModelState, Retention
 from crmstream.models.profile import Profile
-from crmstream.models.propensity import Arrival, Due, Snapshot, learn_purchases, to_days
+from crmstream.models.propensity import (
+    Arrival,
+    Due,
+    PropensityModel,
+    Snapshot,
+    learn_purchases,
+    to_days,
+)
 from crmstream.models.purchase_models import PurchaseModels
 from crmstream.schemas import ChatMessage, Feedback, Purchase
 from crmstream.streams import topics
@@ -50,6 +59,8 @@ from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import ApplyResult, Delivery
 
 log = logging.getLogger(__name__)
+
+_OFFSET = operator.attrgetter("offset")
 
 
 @dataclass
@@ -191,7 +202,7 @@ class Replicas:
             return 0
         arrivals = {p: self._arrivals(ds, result.states) for p, ds in fresh.items()}
         with stages.timed("redis"):
-            due = await self._find_due(arrivals)
+            due = await self._find_due(arrivals, result.states)
             customers = {d.customer_id for items in due.values() for d in items}
             others = await self._model_states(customers - result.states.keys())
         states = result.states
@@ -248,9 +259,12 @@ class Replicas:
         return out
 
     async def _find_due(
-        self, arrivals: dict[int, list[tuple[Arrival, Delivery[Purchase]]]]
+        self,
+        arrivals: dict[int, list[tuple[Arrival, Delivery[Purchase]]]],
+        states: dict[str, Profile],
     ) -> dict[int, list[Due]]:
         added: dict[int, list[tuple[str, int, float]]] = {}
+        settled: dict[int, list[tuple[str, int, float]]] = {}
         ranges = {}
         for partition, items in arrivals.items():
             if not items:
@@ -259,18 +273,48 @@ class Replicas:
             added[partition] = [
                 (a.customer_id, a.offset, a.snapshot.day) for a, _ in items if a.snapshot
             ]
+            settled[partition] = self._settled(model, [a for a, _ in items], states)
             upto = model.watermark(max(a.day for a, _ in items))
             if upto > model.clock:
                 ranges[partition] = (model, model.clock, upto)
         if not added:
             return defaultdict(list)
-        found = await self._due().add_and_find(added, ranges)
+        found = await self._due().add_and_find(added, ranges, settled)
         out: dict[int, list[Due]] = defaultdict(list)
         for partition, items in found.items():
             first = min(a.offset for a, _ in arrivals[partition])
             # Snapshots of this run's own purchases (and of later ones, during a replay)
             # are scheduled by the run itself.
             out[partition] = [d for d in items if d.offset < first]
+        return out
+
+    @staticmethod
+    def _settled(
+        model: PropensityModel, arrivals: list[Arrival], states: dict[str, Profile]
+    ) -> list[tuple[str, int, float]]:
+        """``(customer id, offset, last due)`` of the snapshots whose next purchase is one
+        of ``arrivals`` (in offset order) and not late: the labels of such a snapshot that
+        fall due after its last due teach nothing (see :mod:`crmstream.streams.due`).
+        Only when a customer's snapshots are forgotten oldest first, so the one kept just
+        before a purchase's own is the one before it."""
+        if not model.forgets_in_order:
+            return []
+        out = []
+        clock = model.clock
+        for arrival in arrivals:
+            late = arrival.day < clock  # as PropensityModel.is_late, clock by clock
+            clock = max(clock, arrival.day - model.lateness_days)
+            profile = states.get(arrival.customer_id)
+            if late or arrival.snapshot is None or profile is None:
+                continue
+            kept = profile.model_state.snapshots
+            i = bisect.bisect_left(kept, arrival.offset, key=_OFFSET)
+            if i == 0 or i >= len(kept) or kept[i].offset != arrival.offset:
+                continue
+            previous = kept[i - 1]
+            if arrival.snapshot.day >= previous.day:
+                last = model.last_due(previous, arrival.snapshot)
+                out.append((arrival.customer_id, previous.offset, last))
         return out
 
     @staticmethod
