@@ -93,21 +93,26 @@ local function read(kb, nkeys, ab, n)
 end
 """
 _READ = _READ_ONE + "return read(0, #KEYS, 0, #ARGV)\n"
-# Many customers: per customer in ARGV, the number of its keys, the number of its event ids
-# and the ids; the reply is the list of their replies.
-_READ_MANY = (
-    _READ_ONE
-    + """
-local out, kb, a = {}, 0, 1
+
+
+def _for_each_customer(call: str) -> str:
+    """The body of a script over many customers: per customer in ARGV, the number of its
+    keys and of its arguments, then the arguments; ``call`` runs one customer's work (with
+    ``kb``, ``nkeys``, ``a + 1`` and ``nargs``) and the reply is the list of its replies."""
+    return f"""
+local out, kb, a = {{}}, 0, 1
 while a <= #ARGV do
-  local nkeys, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  out[#out + 1] = read(kb, nkeys, a + 1, n)
+  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  out[#out + 1] = {call}
   kb = kb + nkeys
-  a = a + 2 + n
+  a = a + 2 + nargs
 end
 return out
 """
-)
+
+
+# Many customers: per customer their event ids (see _for_each_customer).
+_READ_MANY = _READ_ONE + _for_each_customer("read(kb, nkeys, a + 1, nargs)")
 
 # The compare-and-set of one customer. KEYS[kb+1] profile hash, KEYS[kb+2] seen-ids sorted
 # set, KEYS[kb+3..kb+5] the customer's pending lessons and marks of purchases, chats and
@@ -178,22 +183,9 @@ local function commit(kb, nkeys, ab)
 end
 """
 _COMMIT = _COMMIT_ONE + "return commit(0, #KEYS, 0)\n"
-# Many customers: per customer in ARGV, the number of its keys, the number of its
-# arguments and the arguments; the reply is the list of the customers' 1 (written) or 0
-# (their version moved: read and fold again).
-_COMMIT_MANY = (
-    _COMMIT_ONE
-    + """
-local out, kb, a = {}, 0, 1
-while a <= #ARGV do
-  local nkeys, nargs = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  out[#out + 1] = commit(kb, nkeys, a + 1)
-  kb = kb + nkeys
-  a = a + 2 + nargs
-end
-return out
-"""
-)
+# Many customers: per customer their arguments (see _for_each_customer); the reply is the
+# list of the customers' 1 (written) or 0 (their version moved: read and fold again).
+_COMMIT_MANY = _COMMIT_ONE + _for_each_customer("commit(kb, nkeys, a + 1)")
 
 _READ_SCRIPT = LuaScript(_READ)
 _COMMIT_SCRIPT = LuaScript(_COMMIT)

@@ -12,9 +12,27 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from faust.types import Message
 from kafka import KafkaAdminClient
 
 from crmstream.streams.tools import topicreader
+
+
+def consumed(topic: str, partition: int, offset: int, key: str, value: bytes) -> Message:
+    """A record as the worker's consumer hands it over (for in-process batches)."""
+    return Message(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=time.time(),
+        timestamp_type=0,
+        headers=[],
+        key=key.encode(),
+        value=value,
+        checksum=b"",
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+    )
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import zlib
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.ingest import ingest
 from crmstream.streams.settings import Settings
 from tests.chaos.harness import full_runs
+from tests.helpers import consumed
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -90,21 +90,7 @@ class Scenario:
     def _append(self, topic: str, customer: str, value: bytes) -> None:
         key = (topic, partition_of(customer))
         messages = self.log[key]
-        messages.append(
-            Message(
-                topic=topic,
-                partition=key[1],
-                offset=len(messages),
-                timestamp=time.time(),
-                timestamp_type=0,
-                headers=[],
-                key=customer.encode(),
-                value=value,
-                checksum=b"",
-                serialized_key_size=len(customer),
-                serialized_value_size=len(value),
-            )
-        )
+        messages.append(consumed(topic, key[1], len(messages), customer, value))
 
     def publish(self, n, seed):
         """``n`` events of random kinds and customers (drawn from ``seed``)."""

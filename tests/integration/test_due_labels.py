@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from crmstream.streams.app import create_app
 from crmstream.streams.due import DueIndex, done_key, due_key
 from crmstream.streams.ingest import ingest
 from crmstream.streams.settings import Settings
+from tests.helpers import consumed
 
 pytestmark = pytest.mark.integration
 
@@ -55,21 +55,7 @@ def purchases(seed: int) -> list[Message]:
         )
         partition = (murmur2(customer.encode()) & 0x7FFFFFFF) % PARTITIONS
         value = encode(record)
-        messages.append(
-            Message(
-                topic=topics.PURCHASES,
-                partition=partition,
-                offset=offsets[partition],
-                timestamp=time.time(),
-                timestamp_type=0,
-                headers=[],
-                key=customer.encode(),
-                value=value,
-                checksum=b"",
-                serialized_key_size=len(customer),
-                serialized_value_size=len(value),
-            )
-        )
+        messages.append(consumed(topics.PURCHASES, partition, offsets[partition], customer, value))
         offsets[partition] += 1
     return messages
 
