@@ -18,8 +18,16 @@ from kafka import KafkaAdminClient
 from crmstream.streams.tools import topicreader
 
 
-def consumed(topic: str, partition: int, offset: int, key: str, value: bytes) -> Message:
+def consumed(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: str | bytes,
+    value: bytes,
+    generation_id: int | None = None,
+) -> Message:
     """A record as the worker's consumer hands it over (for in-process batches)."""
+    raw_key = key.encode() if isinstance(key, str) else key
     return Message(
         topic=topic,
         partition=partition,
@@ -27,11 +35,12 @@ def consumed(topic: str, partition: int, offset: int, key: str, value: bytes) ->
         timestamp=time.time(),
         timestamp_type=0,
         headers=[],
-        key=key.encode(),
+        key=raw_key,
         value=value,
         checksum=b"",
-        serialized_key_size=len(key),
+        serialized_key_size=len(raw_key),
         serialized_value_size=len(value),
+        generation_id=generation_id,
     )
 
 

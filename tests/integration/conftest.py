@@ -7,16 +7,15 @@ per partition as Kafka would, and returns the agent's summary of the batch.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
-from faust.types import Message
 
 from crmstream.streams.app import create_app
 from crmstream.streams.ingest import BatchSummary
 from crmstream.streams.settings import Settings
 from crmstream.streams.sink import Output
+from tests.helpers import consumed
 
 
 class RecordingSink:
@@ -46,20 +45,7 @@ class Feeder:
         if offset is None:
             offset = self.offsets[(topic, partition)]
             self.offsets[(topic, partition)] += 1
-        message = Message(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            timestamp=time.time(),
-            timestamp_type=0,
-            headers=[],
-            key=key,
-            value=value,
-            checksum=b"",
-            serialized_key_size=len(key),
-            serialized_value_size=len(value),
-            generation_id=agent.app.consumer_generation_id,
-        )
+        message = consumed(topic, partition, offset, key, value, agent.app.consumer_generation_id)
         channel = agent.stream().channel
         event = await channel.decode(message)
         await channel.put(event)
