@@ -436,16 +436,14 @@ def _queue_calls(
     many: LuaScript,
     calls: Sequence[tuple[list[str], list[Any]]],
     batched: bool,
-) -> int:
+) -> None:
     """Queue a script's calls, one per customer (``calls``: their keys and arguments), on
     ``pipe``; ``batched``, one call of ``many`` per :data:`CUSTOMERS_PER_CALL` customers
-    instead, each customer's keys and arguments preceded by their numbers. Returns the
-    number of commands queued (see :func:`_per_customer`)."""
+    instead, each customer's keys and arguments preceded by their numbers."""
     if not batched:
         for keys, args in calls:
             one.queue(pipe, keys, args)
-        return len(calls)
-    queued = 0
+        return
     for start in range(0, len(calls), CUSTOMERS_PER_CALL):
         all_keys: list[str] = []
         all_args: list[Any] = []
@@ -455,15 +453,15 @@ def _queue_calls(
             all_args.append(len(args))
             all_args.extend(args)
         many.queue(pipe, all_keys, all_args)
-        queued += 1
-    return queued
 
 
-def _per_customer(replies: list[Any], queued: int, batched: bool) -> list[Any]:
-    """The replies of the ``queued`` commands of :func:`_queue_calls`, one per customer."""
+def _per_customer(replies: list[Any], customers: int, batched: bool) -> list[Any]:
+    """The replies of :func:`_queue_calls` for ``customers`` customers (the first commands
+    of a pipeline), one per customer."""
     if batched:
-        return [reply for chunk in replies[:queued] for reply in chunk]
-    return replies[:queued]
+        calls = -(-customers // CUSTOMERS_PER_CALL)
+        return [reply for chunk in replies[:calls] for reply in chunk]
+    return replies[:customers]
 
 
 class ProfileStore:
@@ -676,13 +674,12 @@ class ProfileStore:
                 keys.append(items_key(customer_id))
             calls.append((keys, [d.event_id for d in items]))
         batched = self.batched
-        queued = 0
 
         def build(pipe: Any) -> None:
-            nonlocal queued
-            queued = _queue_calls(pipe, _READ_SCRIPT, _READ_MANY_SCRIPT, calls, batched)
+            _queue_calls(pipe, _READ_SCRIPT, _READ_MANY_SCRIPT, calls, batched)
 
-        replies = _per_customer(await run_pipeline(self.client, build, _SCRIPTS), queued, batched)
+        replies = await run_pipeline(self.client, build, _SCRIPTS)
+        replies = _per_customer(replies, len(calls), batched)
         plans = []
         for (customer_id, items), reply in zip(pending.items(), replies, strict=True):
             flat, scores = reply[0], reply[1]
@@ -753,13 +750,12 @@ class ProfileStore:
             calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
         batched = self.batched
-        queued = 0
 
         def build(pipe: Any) -> None:
-            nonlocal queued
-            queued = _queue_calls(pipe, _COMMIT_SCRIPT, _COMMIT_MANY_SCRIPT, calls, batched)
+            _queue_calls(pipe, _COMMIT_SCRIPT, _COMMIT_MANY_SCRIPT, calls, batched)
             if applied:
                 pipe.sadd(CUSTOMERS_KEY, *applied)
 
-        replies = _per_customer(await run_pipeline(self.client, build, _SCRIPTS), queued, batched)
+        replies = await run_pipeline(self.client, build, _SCRIPTS)
+        replies = _per_customer(replies, len(calls), batched)
         return {plan.customer_id for plan, ok in zip(plans, replies, strict=True) if not ok}
