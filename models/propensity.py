@@ -528,6 +528,21 @@ def snapshot_at(snapshots: Sequence[Snapshot], offset: int) -> Snapshot | None:
     return snapshots[i] if i < len(snapshots) and snapshots[i].offset == offset else None
 
 
+def snapshot_before(snapshots: Sequence[Snapshot], offset: int) -> Snapshot | None:
+    """The snapshot kept just before the purchase at ``offset`` (``snapshots`` in offset
+    order), or ``None``: the customer's previous purchase, when snapshots are forgotten
+    oldest first.
+
+    Examples
+    --------
+    >>> s = [Snapshot(3, 10.0, 1, 5.0, 10.0, 0.0, 0.5), Snapshot(9, 20.0, 2, 9.0, 10.0, 0.0, 0.6)]
+    >>> snapshot_before(s, 9).offset, snapshot_before(s, 3)
+    (3, None)
+    """
+    i = bisect.bisect_left(snapshots, offset, key=_offset)
+    return snapshots[i - 1] if i else None
+
+
 def next_purchase(snapshots: Sequence[Snapshot], offset: int, before: int) -> Snapshot | None:
     """The customer's first purchase after the one at ``offset`` that arrived before
     ``before`` (what had happened when a label is settled), or ``None``. ``snapshots`` are
@@ -834,9 +849,8 @@ def learn_purchases(
             on_arrival(arrival)
         if arrival.snapshot is not None:
             if not late:
-                kept = snapshots_of(arrival.customer_id)
-                i = bisect.bisect_left(kept, arrival.offset, key=_offset)
-                model.arrived(kept[i - 1] if i else None, arrival.day)
+                previous = snapshot_before(snapshots_of(arrival.customer_id), arrival.offset)
+                model.arrived(previous, arrival.day)
             for item in model.due(arrival.customer_id, arrival.snapshot, upto):
                 if item.at > model.clock:  # a late snapshot's closed periods teach nothing
                     heapq.heappush(waiting, (item.order(), item))

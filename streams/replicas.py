@@ -31,9 +31,7 @@ How no event is learned twice and none is skipped
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
-import operator
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ from crmstream.models.propensity import (
     PropensityModel,
     Snapshot,
     learn_purchases,
+    snapshot_before,
     to_days,
 )
 from crmstream.models.purchase_models import PurchaseModels
@@ -59,8 +58,6 @@ from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import ApplyResult, Delivery
 
 log = logging.getLogger(__name__)
-
-_OFFSET = operator.attrgetter("offset")
 
 
 @dataclass
@@ -307,12 +304,9 @@ class Replicas:
             profile = states.get(arrival.customer_id)
             if late or arrival.snapshot is None or profile is None:
                 continue
-            kept = profile.model_state.snapshots
-            i = bisect.bisect_left(kept, arrival.offset, key=_OFFSET)
-            if i == 0 or i >= len(kept) or kept[i].offset != arrival.offset:
-                continue
-            previous = kept[i - 1]
-            if arrival.snapshot.day >= previous.day:
+            # The arrival's own snapshot is in this state (see _arrivals).
+            previous = snapshot_before(profile.model_state.snapshots, arrival.offset)
+            if previous is not None and arrival.snapshot.day >= previous.day:
                 last = model.last_due(previous, arrival.snapshot)
                 out.append((arrival.customer_id, previous.offset, last))
         return out
