@@ -536,20 +536,18 @@ def main() -> None:
     parser.add_argument("--halves", action="store_true", help="preq on each half too")
     options = parser.parse_args()
     chosen = options.what.split(",")
-    if "preq" in chosen:
-        preq(options.halves)
-    if "grid" in chosen:
-        grid()
-    if "bootstrap" in chosen:
-        bootstrap()
-    if "value" in chosen:
-        value()
-    if "rate" in chosen:
-        rate()
-    if "spend" in chosen:
-        spend()
-    if "disagreement" in chosen:
-        disagreement()
+    checks = {
+        "preq": lambda: preq(options.halves),
+        "grid": grid,
+        "bootstrap": bootstrap,
+        "value": value,
+        "rate": rate,
+        "spend": spend,
+        "disagreement": disagreement,
+    }
+    for name, check in checks.items():  # in this order, whatever the order asked
+        if name in chosen:
+            check()
 
 
 if __name__ == "__main__":
