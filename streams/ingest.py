@@ -15,11 +15,12 @@ event and of the state that event was applied to. A batch goes through:
    the broker before the profiles are written;
 5. count the purchased items in the shared item statistics (:mod:`crmstream.streams.items`)
    and teach the models every event they have not learned
-   (:mod:`crmstream.streams.replicas`).
+   (:mod:`crmstream.streams.replicas`), at once (see :func:`learn`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -51,7 +52,8 @@ from crmstream.schemas import (
 )
 from crmstream.streams import topics
 from crmstream.streams.deadletter import deadletter
-from crmstream.streams.profiles import Delivery, retry_redis
+from crmstream.streams.items import ScriptCall
+from crmstream.streams.profiles import ApplyResult, Delivery, retry_redis
 from crmstream.streams.runtime import Runtime
 from crmstream.streams.sink import Output, keyed_outputs
 
@@ -209,6 +211,30 @@ async def item_view(runtime: Runtime, deliveries: Sequence[Delivery[Any]]) -> It
         return await retry_redis("reading item statistics", lambda: store.view(bought))
 
 
+async def learn(runtime: Runtime, result: ApplyResult) -> int:
+    """Count a batch's purchased items in the shared item statistics and teach the models
+    its events, at once: the item statistics' round trip is sent while the models learn.
+    A checkpoint of the models waits for both (:attr:`~crmstream.streams.replicas.Replicas.
+    learning`): Kafka commits what it includes, so it must never include events whose
+    items are not counted yet. Returns how many events were new to the models."""
+    replicas, stages, store = runtime.replicas, runtime.stages, runtime.items
+    calls: list[ScriptCall] = []
+    if store is not None:
+        with stages.timed("items"):
+            calls = store.batch_calls(result)
+    async with replicas.learning:
+        if not calls:
+            return await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
+        assert store is not None
+        # The models' round trip first: Redis runs commands one after another, and the
+        # models wait for its answer, while nothing waits for the items' answer.
+        learned, _ = await asyncio.gather(
+            retry_redis("teaching the models", lambda: replicas.learn(result, stages)),
+            retry_redis("counting items", lambda: store.send(calls)),
+        )
+        return learned
+
+
 async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     """Apply a batch of input messages (any mix of the input topics); see the module."""
     began = time.perf_counter()
@@ -273,11 +299,7 @@ async def ingest(runtime: Runtime, messages: Sequence[Message]) -> BatchSummary:
     total = (time.thread_time_ns() - start) / 1000.0
     stages.add("produce", producing)
     stages.add("redis", total - folding - producing)
-    items_store = runtime.items
-    if items_store is not None:  # before the models: Kafka commits what they include
-        with stages.timed("items"):
-            await retry_redis("counting items", lambda: items_store.learn_batch(result))
-    learned = await retry_redis("teaching the models", lambda: replicas.learn(result, stages))
+    learned = await learn(runtime, result)
     replicas.passed(messages)
     stages.events += len(messages)
     runtime.metrics.batch(messages, rejected, result.outputs, time.perf_counter() - began)

@@ -52,6 +52,9 @@ from crmstream.schemas.inputs import Purchase
 from crmstream.streams.profiles import ApplyResult, Delivery
 from crmstream.streams.redis_client import LuaScript, connect, run_pipeline
 
+#: One script call: its keys and its arguments.
+ScriptCall = tuple[list[str], list[Any]]
+
 #: Item buckets: enough to spread over a cluster's nodes, few enough that a batch of
 #: purchases updates each in one call and the popular items are read at once.
 BUCKETS = 64
@@ -255,11 +258,17 @@ class ItemStore:
         return recommend(state, view, at, self.params, k)
 
     async def learn_batch(self, result: ApplyResult) -> int:
-        """Count the purchases of a batch that were applied to their customers: those
-        applied now, and redeliveries of purchases applied before (whose lessons the
-        customer still holds; one that a checkpoint of the models already includes was
-        counted before that checkpoint, and the marks skip it). A redelivered re-sent copy
-        of an event id was never applied, and is not counted."""
+        """Count the purchases of a batch that were applied to their customers (see
+        :meth:`batch_calls`); returns how many script calls were sent."""
+        return await self.send(self.batch_calls(result))
+
+    def batch_calls(self, result: ApplyResult) -> list[ScriptCall]:
+        """The script calls that count the purchases of a batch that were applied to their
+        customers: those applied now, and redeliveries of purchases applied before (whose
+        lessons the customer still holds; one that a checkpoint of the models already
+        includes was counted before that checkpoint, and the marks skip it). A redelivered
+        re-sent copy of an event id was never applied, and is not counted. Built at once,
+        so the worker can send them while the models learn (:meth:`send`)."""
         applied = []
         for delivery in result.learnable:
             if not isinstance(delivery.record, Purchase) or not delivery.record.items:
@@ -267,13 +276,31 @@ class ItemStore:
             profile = result.states.get(delivery.customer_id)
             if profile is not None and profile.model_state.applied(PURCHASE, delivery.offset):
                 applied.append(delivery)
-        return await self.learn(applied)
+        return self.calls(applied)
 
     async def learn(self, deliveries: Sequence[Delivery[Any]]) -> int:
         """Count the purchases with items among ``deliveries`` (in offset order per
         partition), each exactly once; returns how many script calls were sent (one per
         bucket touched, whatever the number of input partitions). Every delivery is taken
-        as applied: see :meth:`learn_batch`."""
+        as applied: see :meth:`batch_calls`."""
+        return await self.send(self.calls(deliveries))
+
+    async def send(self, calls: Sequence[ScriptCall]) -> int:
+        """Send script calls of :meth:`calls` in one round trip (safe to repeat: each
+        bucket's marks skip what it counted); returns how many were sent."""
+        if not calls:
+            return 0
+
+        def build(pipe: Any) -> None:
+            for keys, args in calls:
+                _ADD_SCRIPT.queue(pipe, keys, args)
+
+        await run_pipeline(self.client, build, [_ADD_SCRIPT])
+        return len(calls)
+
+    def calls(self, deliveries: Sequence[Delivery[Any]]) -> list[ScriptCall]:
+        """The script calls (keys, arguments) that count the purchases with items among
+        ``deliveries``: one per bucket touched."""
         # bucket -> source -> per event: [offset, increment of n, [item entries]], where
         # an entry is (item, weight, neighbours); the neighbours' keys are numbered later
         calls: dict[int, dict[str, list[list[Any]]]] = {}
@@ -295,35 +322,30 @@ class ItemStore:
                 paired = [b for b in head if b != item] if position < update.paired else []
                 event(bucket_of(item), source, offset)[2].append((item, w, paired))
             event(bucket_of(delivery.event_id), source, offset)[1] += w
-        if not calls:
-            return 0
         cap = self.params.cap
-
-        def build(pipe: Any) -> None:
-            for bucket, sources in calls.items():
-                keys = list(bucket_keys(bucket))
-                numbers: dict[str, int] = {}
-                args: list[Any] = [cap]
-                for source, events in sources.items():
-                    args.extend((source, len(events)))
-                    for offset, n, entries in events:
-                        args.extend((offset, repr(n), len(entries)))
-                        for item, w, paired in entries:
-                            if paired:
-                                k = numbers.get(item)
-                                if k is None:
-                                    keys.append(neighbours_key(item))
-                                    k = numbers[item] = len(keys)
-                            else:
-                                k = 0
-                            weight = repr(w)
-                            args.extend((item, k, weight, len(paired)))
-                            for other in paired:
-                                args.extend((other, weight))
-                _ADD_SCRIPT.queue(pipe, keys, args)
-
-        await run_pipeline(self.client, build, [_ADD_SCRIPT])
-        return len(calls)
+        out: list[ScriptCall] = []
+        for bucket, sources in calls.items():
+            keys = list(bucket_keys(bucket))
+            numbers: dict[str, int] = {}
+            args: list[Any] = [cap]
+            for source, events in sources.items():
+                args.extend((source, len(events)))
+                for offset, n, entries in events:
+                    args.extend((offset, repr(n), len(entries)))
+                    for item, w, paired in entries:
+                        if paired:
+                            k = numbers.get(item)
+                            if k is None:
+                                keys.append(neighbours_key(item))
+                                k = numbers[item] = len(keys)
+                        else:
+                            k = 0
+                        weight = repr(w)
+                        args.extend((item, k, weight, len(paired)))
+                        for other in paired:
+                            args.extend((other, weight))
+            out.append((keys, args))
+        return out
 
     def update_of(self, purchase: Purchase) -> BasketUpdate:
         """The shared statistics' update of a purchase (its items, at its time)."""

@@ -142,6 +142,10 @@ class Replicas:
         self._lock = asyncio.Lock()
         #: One checkpoint at a time: a later one must never be overwritten by an earlier.
         self._checkpointing = asyncio.Lock()
+        #: Held by the worker while a batch's events are learned and its items counted,
+        #: which run at once: a checkpoint pickles a replica only between two batches, so
+        #: Kafka never commits an event whose items are not counted yet.
+        self.learning = asyncio.Lock()
 
     def __getitem__(self, partition: int) -> Replica:
         """A replica already loaded with :meth:`prepare`."""
@@ -382,12 +386,14 @@ class Replicas:
                     if not replica.dirty or replica.retired:
                         continue
                     # The models and the offsets they include are pickled together, with
-                    # no await between: the blob is consistent even if a batch teaches
-                    # the replica more before it is written (it is then dirty again).
-                    state = replica.state()
-                    with stages.timed("checkpoint"):
-                        blobs[replica.partition] = self.store.seal(state)
-                    replica.dirty = False
+                    # no await between, and between two batches (see ``learning``): the
+                    # blob is consistent even if a batch teaches the replica more before
+                    # it is written (it is then dirty again).
+                    async with self.learning:
+                        state = replica.state()
+                        with stages.timed("checkpoint"):
+                            blobs[replica.partition] = self.store.seal(state)
+                        replica.dirty = False
                     clock = replica.models.purchases.propensity.clock
                     sealed.append((replica, dict(state["offsets"]), clock))
                     # Let batches run between two partitions' pickles (a few ms each),
