@@ -101,17 +101,23 @@ PURCHASE, CHAT, FEEDBACK = "purchase", "chat", "feedback"
 @dataclass(frozen=True)
 class Retention:
     """What a customer's state may forget: lessons and marks the last checkpoint of the
-    models includes (offsets at or below ``learned[kind]``), and snapshots whose labels
-    were all learned before its ``clock`` (days)."""
+    models includes (offsets at or below ``learned[kind]``), snapshots whose labels were
+    all learned before its ``clock`` (days), and snapshots whose next purchase the models
+    have learned (at or below ``paired``: the pair of the two is then in the due index)."""
 
     learned: dict[str, int] = field(default_factory=dict)
     clock: float = float("-inf")
+    paired: int = -1
 
 
-#: The most snapshots kept per customer (the oldest go first). A snapshot is kept until the
-#: period holding the customer's next purchase closes (or, without one, for
-#: ``max(max_periods * period_days, horizon_days)`` days); a customer who buys more often
-#: than this many times in one period loses the labels of their oldest snapshots.
+#: The most snapshots kept per customer (the oldest go first). A snapshot is kept until its
+#: last label fell due (without a next purchase, ``max(max_periods * period_days,
+#: horizon_days)`` days) or, with the default settings (a horizon no longer than the
+#: periods learned), until the models have learned the customer's next purchase: the
+#: worker has then written the pair of the two to the due index, which settles the
+#: snapshot's labels (see :mod:`crmstream.streams.due`). A customer then keeps their
+#: latest snapshot and those of the batch being applied; one who buys more than this many
+#: times in one batch loses the labels of the oldest.
 MAX_SNAPSHOTS = 32
 
 
@@ -129,7 +135,10 @@ def trim(
     from that checkpoint never needs it again. With ``in_order`` the caller promises that
     ``last_due`` grows with the snapshots' order (see
     :attr:`~crmstream.models.propensity.PropensityModel.forgets_in_order`): the forgotten
-    snapshots are then a prefix, found without looking at the rest.
+    snapshots are then a prefix, found without looking at the rest; and a snapshot is
+    also forgotten once the models have learned the customer's next purchase
+    (``retention.paired``: the worker wrote the pair of the two to the due index as they
+    learned it, see :mod:`crmstream.streams.due`).
 
     Examples
     --------
@@ -142,12 +151,16 @@ def trim(
     ([1, 2], [2], [])
     >>> trim(state, Retention({PURCHASE: 1, CHAT: 4}, 15.0), ten_days, in_order=True) == kept
     True
+    >>> [x.offset for x in trim(state, Retention(paired=2), ten_days, True).snapshots]
+    [2]
     """
     ordered = state.snapshots
+    learned, paired = retention.learned, retention.paired
     if in_order:
         first = 0
         while first < len(ordered) - 1 and (
-            last_due(ordered[first], ordered[first + 1]) < retention.clock
+            ordered[first + 1].offset <= paired
+            or last_due(ordered[first], ordered[first + 1]) < retention.clock
         ):
             first += 1
         snapshots = ordered[first:][-MAX_SNAPSHOTS:]
@@ -158,7 +171,6 @@ def trim(
             if last_due(s, following) >= retention.clock
         ]
         snapshots = [*snapshots, *ordered[-1:]][-MAX_SNAPSHOTS:]
-    learned = retention.learned
     lessons = [x for x in state.lessons if x.offset > learned.get(PURCHASE, -1)]
     marks = [(k, o) for k, o in state.marks if o > learned.get(k, -1)]
     return CustomerModelState(

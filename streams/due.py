@@ -9,25 +9,29 @@ to ``b`` are a handful of range queries (one per period), however many customers
 are. Adding a member is idempotent, so a replay may add it again; members whose labels
 were all learned before the last checkpoint are removed when a checkpoint is written.
 
-Most of a snapshot's labels teach nothing once the customer's next purchase is known: a
-period after the one the purchase fell in, or the horizon when the purchase fell within
-it. When that purchase arrives (not late: no clock had passed its day), the snapshot's
-member goes into a second sorted set, ``crm:due:<partition>:done``, scored by the last
-time one of its labels still teaches (:meth:`PropensityModel.last_due`); its labels due
-later are then dropped when found, instead of reading the customer's state to learn that
-they teach nothing. Such a label is always settled after that purchase arrived (it falls
-due after the purchase's day, which no clock had passed), so dropping it changes nothing
-a replay learns.
+When a customer buys again, the worker writes the pair of snapshots the labels of the
+earlier one need, that snapshot and the one of the purchase that followed it, into the
+partition's hash ``crm:due:<partition>:pair`` (member as above), with the time after
+which none of the earlier snapshot's labels teaches (:meth:`PropensityModel.last_due`) in
+the sorted set ``crm:due:<partition>:pairs``, by which checkpoints forget them. A label
+falling due is then settled from its pair, without reading the customer (most labels are
+of snapshots followed by a purchase: a period after the one the purchase fell in teaches
+nothing, the one it fell in is positive); and once the models have learned the later
+purchase (so the pair is stored), the customer's own state forgets the earlier snapshot
+(:func:`~crmstream.models.customer_state.trim`): a customer keeps their latest snapshot,
+not one per purchase of the last months, however often they buy. A replay after a crash
+settles from the same pairs what the first pass did: a pair is written before the offset
+of its purchase moves, and holds what the customer's state held.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
+import msgspec
 import redis.asyncio as aioredis
 
-from crmstream.models.propensity import Due, PropensityModel
+from crmstream.models.propensity import Due, PropensityModel, Snapshot
 
 
 def due_key(partition: int) -> str:
@@ -42,8 +46,8 @@ def due_key(partition: int) -> str:
 
 
 def done_key(partition: int) -> str:
-    """Redis key of partition ``partition``'s snapshots whose next purchase arrived, scored
-    by the last time one of their labels teaches.
+    """Redis key of partition ``partition``'s snapshots whose next purchase arrived, as
+    versions before the pairs (:func:`pair_key`) recorded them: removed at checkpoints.
 
     Examples
     --------
@@ -51,6 +55,44 @@ def done_key(partition: int) -> str:
     'crm:due:2:done'
     """
     return f"crm:due:{partition}:done"
+
+
+def pairs_key(partition: int) -> str:
+    """Redis key of partition ``partition``'s snapshot pairs, scored by the last time one of
+    the earlier snapshot's labels teaches (the pairs themselves are in :func:`pair_key`).
+
+    Examples
+    --------
+    >>> pairs_key(2)
+    'crm:due:2:pairs'
+    """
+    return f"crm:due:{partition}:pairs"
+
+
+def pair_key(partition: int) -> str:
+    """Redis key of partition ``partition``'s hash of snapshot pairs: per member (the
+    earlier snapshot's), the earlier snapshot and the one of the purchase that followed.
+
+    Examples
+    --------
+    >>> pair_key(2)
+    'crm:due:2:pair'
+    """
+    return f"crm:due:{partition}:pair"
+
+
+#: A snapshot and the one of the customer's next purchase: what settles its labels.
+Pair = tuple[Snapshot, Snapshot]
+_encode_pair = msgspec.json.Encoder().encode
+_decode_pair = msgspec.json.Decoder(tuple[Snapshot, Snapshot]).decode
+
+
+class Found(msgspec.Struct):
+    """What :meth:`DueIndex.add_and_find` found: per partition the labels falling due, and
+    the snapshot pairs of those whose snapshot was followed by a purchase, by member."""
+
+    due: dict[int, list[Due]]
+    pairs: dict[str, Pair]
 
 
 def member(customer_id: str, offset: int) -> str:
@@ -68,14 +110,13 @@ class DueIndex:
         self,
         added: dict[int, Sequence[tuple[str, int, float]]],
         ranges: dict[int, tuple[PropensityModel, float, float]],
-        settled: dict[int, Sequence[tuple[str, int, float]]] | None = None,
-    ) -> dict[int, list[Due]]:
+        pairs: dict[int, Sequence[tuple[str, Pair, float]]] | None = None,
+    ) -> Found:
         """Add snapshots ``(customer id, offset, day)`` per partition, then find, per
         partition, the labels of indexed snapshots that fall due while its model's clock
-        moves over ``(after, upto]``, without those that teach nothing because the
-        snapshot's next purchase arrived in an earlier batch; then record ``settled``
-        snapshots ``(customer id, offset, last due)`` whose next purchase arrived in this
-        batch. One round trip, two when labels fall due."""
+        moves over ``(after, upto]``, and the stored pairs of their snapshots; then store
+        the ``pairs`` ``(customer id, (snapshot, next), last due)`` of this batch's
+        purchases. One round trip, two when labels fall due or pairs are stored."""
         pipe = self.client.pipeline(transaction=False)
         for partition, snapshots in added.items():
             if snapshots:
@@ -93,36 +134,43 @@ class DueIndex:
             for raw, day in found:
                 text = raw.decode() if isinstance(raw, bytes) else raw
                 hits[partition].append((text, period, day))
-        # Which snapshots' next purchase arrived in an earlier batch (looked up before this
-        # batch's are recorded: within the batch, a label may fall due before it arrives).
+        # The pairs of the found snapshots (those of this batch's purchases are stored after:
+        # the batch has their customers' states).
         pipe = self.client.pipeline(transaction=False)
         looked_up = {
             p: sorted({text for text, _, _ in items}) for p, items in hits.items() if items
         }
         for partition, names in looked_up.items():
-            pipe.zmscore(done_key(partition), names)
-        for partition, snapshots in (settled or {}).items():
-            if snapshots:
-                pipe.zadd(done_key(partition), {member(c, o): due for c, o, due in snapshots})
+            pipe.hmget(pair_key(partition), names)
+        for partition, made in (pairs or {}).items():
+            if made:
+                named = {member(c, pair[0].offset): (pair, due) for c, pair, due in made}
+                pipe.hset(
+                    pair_key(partition),
+                    mapping={n: _encode_pair(pair) for n, (pair, _) in named.items()},
+                )
+                pipe.zadd(pairs_key(partition), {n: due for n, (_, due) in named.items()})
         replies = await pipe.execute() if len(pipe) else []
-        found_due: dict[int, list[Due]] = {p: [] for p in ranges}
-        for (partition, names), scores in zip(
-            looked_up.items(), replies[: len(looked_up)], strict=True
-        ):
-            last = {n: score for n, score in zip(names, scores, strict=True) if score is not None}
+        found = Found({p: [] for p in ranges}, {})
+        for partition, items in hits.items():
             model = ranges[partition][0]
-            for text, period, day in hits[partition]:
+            for text, period, day in items:
                 customer_id, _, offset = text.rpartition("|")
-                due = model.due_at(period, customer_id, int(offset), day)
-                if due.at > last.get(text, math.inf):
-                    continue  # the next purchase arrived before: teaches nothing
-                found_due[partition].append(due)
-        return found_due
+                found.due[partition].append(model.due_at(period, customer_id, int(offset), day))
+        for (_, names), stored in zip(looked_up.items(), replies[: len(looked_up)], strict=True):
+            for name, raw in zip(names, stored, strict=True):
+                if raw is not None:
+                    found.pairs[name] = _decode_pair(raw)
+        return found
 
     async def forget_before(self, partition: int, day: float) -> None:
         """Remove the snapshots of days before ``day`` (their labels are all learned), and
-        the settled ones whose last label fell due before it."""
+        the pairs whose last label fell due before it."""
+        old = await self.client.zrangebyscore(pairs_key(partition), "-inf", f"({day}")
         pipe = self.client.pipeline(transaction=False)
         pipe.zremrangebyscore(due_key(partition), "-inf", f"({day}")
-        pipe.zremrangebyscore(done_key(partition), "-inf", f"({day}")
+        pipe.delete(done_key(partition))
+        if old:
+            pipe.hdel(pair_key(partition), *old)
+            pipe.zrem(pairs_key(partition), *old)
         await pipe.execute()

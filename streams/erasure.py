@@ -46,7 +46,7 @@ from crmstream.streams.customer_keys import (
     customer_keys,
 )
 from crmstream.streams.deadletter import deadletter
-from crmstream.streams.due import done_key, due_key
+from crmstream.streams.due import done_key, due_key, pair_key, pairs_key
 from crmstream.streams.profiles import CUSTOMERS_KEY
 from crmstream.streams.sink import Output, keyed_outputs
 
@@ -144,8 +144,9 @@ class Eraser:
             if entry:
                 log_ids.append(entry)
         due_members = []
+        pair_members = []
         for partition in range(self.partitions):
-            for key in (due_key(partition), done_key(partition)):
+            for key in (due_key(partition), done_key(partition), pairs_key(partition)):
                 found = [
                     m
                     async for m, _ in client.zscan_iter(key, match=f"{_glob(customer_id)}|*")
@@ -153,12 +154,16 @@ class Eraser:
                 ]
                 if found:
                     due_members.append((key, found))
+                    if key == pairs_key(partition):  # and the pairs themselves
+                        pair_members.append((pair_key(partition), found))
         pipe = client.pipeline(transaction=False)
         owned = customer_keys(customer_id)
         pipe.delete(*owned)  # one hash tag: one slot, one command
         pipe.srem(CUSTOMERS_KEY, customer_id)
         for key, members in due_members:
             pipe.zrem(key, *members)
+        for key, members in pair_members:
+            pipe.hdel(key, *members)
         if alert_ids:
             pipe.hdel(ACKS_KEY, *alert_ids)
         if log_ids:

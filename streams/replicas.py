@@ -53,7 +53,7 @@ from crmstream.models.purchase_models import PurchaseModels
 from crmstream.schemas import ChatMessage, Feedback, Purchase
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import CheckpointStore
-from crmstream.streams.due import DueIndex
+from crmstream.streams.due import DueIndex, Pair, member
 from crmstream.streams.metrics import Stages
 from crmstream.streams.profiles import ApplyResult, Delivery
 
@@ -99,12 +99,17 @@ class Replica:
         return delivery.offset > self.offsets.get(delivery.source, -1)
 
     def retention(self) -> Retention:
-        """What the customers of this partition may forget of their model state."""
+        """What the customers of this partition may forget of their model state: what the
+        checkpoint includes, and the snapshots of which the models have written pairs to
+        the due index: those followed by a purchase they learned, in memory or before the
+        checkpoint they were restored from (the pair is in Redis before the offset moves,
+        and a replay after a crash reads it there)."""
         learned = {
             kind: self.checkpointed.get(source(topic, self.partition), -1)
             for topic, kind in KINDS.items()
         }
-        return Retention(learned, self.checkpointed_clock)
+        paired = self.offsets.get(source(topics.PURCHASES, self.partition), -1)
+        return Retention(learned, self.checkpointed_clock, paired)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint holds."""
@@ -202,19 +207,41 @@ class Replicas:
         if not fresh:
             return 0
         arrivals = {p: self._arrivals(ds, result.states) for p, ds in fresh.items()}
-        with stages.timed("redis"):
-            due = await self._find_due(arrivals, result.states)
-            customers = {d.customer_id for items in due.values() for d in items}
-            others = await self._model_states(customers - result.states.keys())
         states = result.states
+        with stages.timed("redis"):
+            due, pairs = await self._find_due(arrivals, states)
+            # A label of a snapshot with a stored pair needs nothing of its customer.
+            customers = {
+                d.customer_id
+                for items in due.values()
+                for d in items
+                if member(d.customer_id, d.offset) not in pairs
+            }
+            others = await self._model_states(customers - states.keys())
+        paired: dict[str, list[Snapshot]] = defaultdict(list)
+        for name, pair in pairs.items():
+            paired[name.rpartition("|")[0]].extend(pair)
+        merged: dict[str, Sequence[Snapshot]] = {}
 
         def snapshots_of(customer_id: str) -> Sequence[Snapshot]:
-            # The batch's own customers as just written, the others as stored.
+            # The batch's own customers as just written, the others as stored, with the
+            # snapshots of the pairs found.
+            found = merged.get(customer_id)
+            if found is not None:
+                return found
             profile = states.get(customer_id)
             if profile is not None:
-                return profile.model_state.snapshots
-            other = others.get(customer_id)
-            return other.snapshots if other is not None else ()
+                found = profile.model_state.snapshots
+            else:
+                other = others.get(customer_id)
+                found = other.snapshots if other is not None else ()
+            extra = paired.get(customer_id)
+            if extra:
+                by_offset = {s.offset: s for s in extra}
+                by_offset.update((s.offset, s) for s in found)
+                found = sorted(by_offset.values(), key=lambda s: s.offset)
+            merged[customer_id] = found
+            return found
 
         taught = 0
         for partition, deliveries in fresh.items():
@@ -263,9 +290,11 @@ class Replicas:
         self,
         arrivals: dict[int, list[tuple[Arrival, Delivery[Purchase]]]],
         states: dict[str, Profile],
-    ) -> dict[int, list[Due]]:
+    ) -> tuple[dict[int, list[Due]], dict[str, Pair]]:
+        """Per partition, the labels of earlier snapshots falling due during the batch's
+        purchases, and the pairs found for them (see :mod:`crmstream.streams.due`)."""
         added: dict[int, list[tuple[str, int, float]]] = {}
-        settled: dict[int, list[tuple[str, int, float]]] = {}
+        pairs: dict[int, list[tuple[str, Pair, float]]] = {}
         ranges = {}
         for partition, items in arrivals.items():
             if not items:
@@ -274,46 +303,43 @@ class Replicas:
             added[partition] = [
                 (a.customer_id, a.offset, a.snapshot.day) for a, _ in items if a.snapshot
             ]
-            settled[partition] = self._settled(model, [a for a, _ in items], states)
+            pairs[partition] = self._pairs(model, [a for a, _ in items], states)
             upto = model.watermark(max(a.day for a, _ in items))
             if upto > model.clock:
                 ranges[partition] = (model, model.clock, upto)
         if not added:
-            return defaultdict(list)
-        found = await self._due().add_and_find(added, ranges, settled)
+            return defaultdict(list), {}
+        found = await self._due().add_and_find(added, ranges, pairs)
         out: dict[int, list[Due]] = defaultdict(list)
-        for partition, items in found.items():
+        for partition, items in found.due.items():
             first = min(a.offset for a, _ in arrivals[partition])
             # Snapshots of this run's own purchases (and of later ones, during a replay)
             # are scheduled by the run itself.
             out[partition] = [d for d in items if d.offset < first]
-        return out
+        return out, found.pairs
 
     @staticmethod
-    def _settled(
+    def _pairs(
         model: PropensityModel, arrivals: list[Arrival], states: dict[str, Profile]
-    ) -> list[tuple[str, int, float]]:
-        """``(customer id, offset, last due)`` of the snapshots whose next purchase is one
-        of ``arrivals`` (in offset order) and not late: the labels of such a snapshot that
-        fall due after its last due teach nothing (see :mod:`crmstream.streams.due`).
-        Only when a customer's snapshots are forgotten oldest first, so the one kept just
-        before a purchase's own is the one before it."""
+    ) -> list[tuple[str, Pair, float]]:
+        """For each of ``arrivals`` that follows a snapshot of its customer, the pair of
+        that snapshot and the arrival's own, with the earlier one's last due (see
+        :mod:`crmstream.streams.due`). Only when a customer's snapshots are forgotten
+        oldest first: the one kept just before a purchase's own is then the one before it
+        (otherwise the customers keep their snapshots, and the pairs are not needed)."""
+        pairs: list[tuple[str, Pair, float]] = []
         if not model.forgets_in_order:
-            return []
-        out = []
-        clock = model.clock
+            return pairs
         for arrival in arrivals:
-            late = arrival.day < clock  # as PropensityModel.is_late, clock by clock
-            clock = max(clock, arrival.day - model.lateness_days)
             profile = states.get(arrival.customer_id)
-            if late or arrival.snapshot is None or profile is None:
+            if arrival.snapshot is None or profile is None:
                 continue
             # The arrival's own snapshot is in this state (see _arrivals).
             previous = snapshot_before(profile.model_state.snapshots, arrival.offset)
-            if previous is not None and arrival.snapshot.day >= previous.day:
+            if previous is not None:
                 last = model.last_due(previous, arrival.snapshot)
-                out.append((arrival.customer_id, previous.offset, last))
-        return out
+                pairs.append((arrival.customer_id, (previous, arrival.snapshot), last))
+        return pairs
 
     @staticmethod
     def _teach(

@@ -11,6 +11,7 @@ import pytest
 from crmstream.schemas import Alert, ChatMessage, Feedback, TierChange
 from crmstream.streams import topics
 from crmstream.streams.checkpoints import checkpoint_key
+from crmstream.streams.due import member, pair_key
 from crmstream.streams.profiles import lesson_keys
 from tests.integration.conftest import Feeder, make_app
 
@@ -148,8 +149,12 @@ async def test_purchases_are_scored_then_teach_the_partition_models_once(app_and
     assert 0.0 <= profile.purchase_propensity <= 1.0
     assert profile.segment in range(runtime.settings.segments)
     assert 0.0 <= profile.last_purchase_anomaly <= 1.0
-    # The customer's snapshots live with the customer, not in the models.
-    assert [s.orders for s in profile.model_state.snapshots] == [1, 2, 3, 4, 5]
+    # The customer's snapshots live with the customer, not in the models: their latest and
+    # the one before (forgotten at their next event); each earlier one is in the due index,
+    # paired with the snapshot of the purchase that followed it.
+    assert [s.orders for s in profile.model_state.snapshots] == [4, 5]
+    pairs = await runtime.profiles.client.hgetall(pair_key(0))
+    assert sorted(pairs) == [member("c1", offset) for offset in range(4)]
     # Each purchase's lesson waits for a checkpoint in a sorted set of its own, not in the
     # profile (which would grow with every event until then).
     assert profile.model_state.lessons == []
