@@ -120,9 +120,10 @@ _READ_MANY = _READ_ONE + _for_each_customer("read(kb, nkeys, a + 1, nargs)")
 # alerts, tier changes), KEYS[kb+9] when given (nkeys 9) the customer's item state.
 # From ARGV[ab+1]: the expected version, now (ms), the dedupe window (ms), the number of
 # event ids n and the n ids, then the number of profile fields m and m field/value pairs,
-# then per lesson set: the floor (members at or below it are removed), the number of new
-# members k, and k score/member pairs; then per history list: the count it keeps (0: none),
-# the number of new entries k, and k entries; then, with the item state's key, the state.
+# then per lesson set: the floor (members at or below it are removed; empty: none), the
+# number of new members k, and k score/member pairs; then per history list: the count it
+# keeps (0: none), the number of new entries k, and k entries; then, with the item state's
+# key, the state.
 _COMMIT_ONE = """
 local function commit(kb, nkeys, ab)
   local profile = KEYS[kb + 1]
@@ -161,7 +162,9 @@ local function commit(kb, nkeys, ab)
       redis.call('ZADD', KEYS[key], unpack(members))
       i = i + 2 * k
     end
-    redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
+    if floor ~= '' then
+      redis.call('ZREMRANGEBYSCORE', KEYS[key], '-inf', floor)
+    end
   end
   for key = kb + 6, kb + 8 do
     local keep = tonumber(ARGV[i])
@@ -333,6 +336,8 @@ class _Plan:
     redelivered: bool = False
     #: The customer's item state was read (and is written back) with the profile.
     items_loaded: bool = False
+    #: The floors of the customer's lesson sets as read (see _lesson_args).
+    floors: dict[str, int] = field(default_factory=dict)
 
 
 #: The hash field that holds the profile, as JSON (the other fields are bookkeeping).
@@ -385,12 +390,16 @@ def profile_from_fields(fields: dict[str, str]) -> Profile:
     return _decode_profile(fields[PROFILE_FIELD])
 
 
-def _lesson_args(state: CustomerModelState) -> list[Any]:
-    """The commit script's arguments for a state's lesson sets: per kind, the floor and
-    the new score/member pairs."""
+def _lesson_args(state: CustomerModelState, read: dict[str, int] | None = None) -> list[Any]:
+    """The commit script's arguments for a state's lesson sets: per kind, the floor (empty
+    when it is the floor ``read`` with the profile: the set holds nothing at or below it,
+    since it was pruned when that floor was written and a lesson added since is of a newer
+    event) and the new score/member pairs."""
     args: list[Any] = []
     for kind in LESSON_KINDS:
         floor = state.floors.get(kind, -1)
+        if read is not None and read.get(kind) == floor:
+            floor = ""
         if kind == PURCHASE:
             members = [(x.offset, _encode_lesson(x)) for x in state.lessons]
         else:
@@ -706,6 +715,7 @@ class ProfileStore:
         seen = {d.event_id for d, score in zip(items, scores, strict=True) if score is not None}
         plan = _Plan(customer_id, int(fields.get("_v", 0)), profile, offsets, [], [], 0, False)
         plan.items_loaded = bool(item_state)
+        plan.floors = profile.model_state.floors if fields else {}
         for delivery in items:
             source = delivery.source
             if delivery.offset <= offsets.get(source, -1):
@@ -739,7 +749,7 @@ class ProfileStore:
             args.append(len(fields))
             for name, value in fields.items():
                 args.extend((name, value))
-            args.extend(_lesson_args(plan.profile.model_state))
+            args.extend(_lesson_args(plan.profile.model_state, plan.floors))
             args.extend(_history_args(plan.profile.history, self.history))
             keys = [profile_key(plan.customer_id), seen_key(plan.customer_id)]
             keys.extend(lesson_keys(plan.customer_id))
