@@ -455,9 +455,47 @@ class PeriodHazard(base.Classifier):
     def learn_one(self, x: dict[str, float], y: bool) -> None:  # type: ignore[override]
         period = self.period(self._feature(x, "t"))
         self.regression.learn_one(self._transform(x, period), bool(y))
+        self._count(period)
+
+    def _count(self, period: int) -> None:
         self.examples[period] += 1
         if self.examples[period] >= self.min_examples and period > self._known_period:
             self._known_period = period
+
+    def predict_learn(self, x: dict[str, float], y: bool) -> float:
+        """``predict_proba_one(x)[True]``, then ``learn_one(x, y)``, exactly (the same sums
+        in the same order), with ``x`` transformed once: what settling a label asks, whose
+        prediction is scored before it is learned.
+
+        Examples
+        --------
+        >>> one, two = PeriodHazard(min_examples=3), PeriodHazard(min_examples=3)
+        >>> x = {"orders": 3.0, "mean_value": 25.0, "tenure": 60.0, "mean_gap": 30.0}
+        >>> for n in range(40):
+        ...     seen = {**x, "t": n % 5 * 30.0}
+        ...     p = one.predict_proba_one(seen)[True]
+        ...     one.learn_one(seen, n % 3 == 0)
+        ...     assert two.predict_learn(seen, n % 3 == 0) == p
+        >>> one.regression.weights == two.regression.weights
+        True
+        """
+        regression = self.regression
+        if not isinstance(regression, AveragedLogisticRegression):  # an older checkpoint's
+            p = self.predict_proba_one(x)[True]
+            self.learn_one(x, y)
+            return p
+        t = self._feature(x, "t")
+        period = self.period(t)
+        customer = self._customer(x)
+        features = {**customer.head, **customer.elapsed(t)}
+        features["revenue"] = customer.revenue
+        first = features
+        if min(period, self._known_period) == 0:  # the first period's category
+            first = {**features, "period=0": 1.0, "period=0*orders": customer.orders}
+        p = regression.predict_proba_one(first)[True]
+        regression.learn_one(first if period == 0 else features, bool(y))
+        self._count(period)
+        return p
 
     def predict_proba_one(self, x: dict[str, float]) -> dict[bool, float]:  # type: ignore[override]
         period = min(self.period(self._feature(x, "t")), self._known_period)
@@ -772,10 +810,9 @@ class PropensityModel(base.Estimator):
         return due
 
     def _learn(self, x: dict[str, float], y: bool) -> None:
-        p = self.hazard.predict_proba_one(x)[True]
+        p = self.hazard.predict_learn(x, y)  # predicted before it is learned
         self.period_auc.update(y, p)
         self.period_log_loss.update(y, p)
-        self.hazard.learn_one(x, y)
         self.labels[y] += 1
 
     def _resolve(self, score: float, bought: bool) -> None:

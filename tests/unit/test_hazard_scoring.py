@@ -69,3 +69,33 @@ def test_a_checkpoint_with_another_regression_still_scores():
     history = History(4, 200.0, 0.0, 90.0, 0.0)
     model.hazard.regression.learn_one({"orders": 1.0}, True)
     assert model.predict_history(history, 120.0) == per_period(model, history, 120.0, 90.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    labels=st.integers(1, 300),
+    min_examples=st.sampled_from([1, 20, 2000]),
+    positive=st.floats(0.0, 1.0),
+)
+def test_a_label_predicted_and_learned_at_once_is_as_predicted_then_learned(
+    seed, labels, min_examples, positive
+):
+    """``PeriodHazard.predict_learn`` (one transform) gives the prediction and the weights of
+    ``predict_proba_one`` then ``learn_one``, bit for bit, as the periods known change."""
+    rng = random.Random(seed)
+    reference = PropensityModel(min_examples=min_examples).hazard
+    shared = PropensityModel(min_examples=min_examples).hazard
+    for _ in range(labels):
+        history = History(
+            rng.randint(1, 12), rng.uniform(5, 900), 0.0, rng.uniform(0, 400), rng.uniform(-1, 1)
+        )
+        x = customer_features(history, rng.choice([0.0, 15.0, 30.0, 95.0, 400.0]))
+        y = rng.random() < positive
+        expected = reference.predict_proba_one(x)[True]
+        reference.learn_one(x, y)
+        assert shared.predict_learn(x, y) == expected
+    assert shared.regression.weights == reference.regression.weights
+    assert shared.regression._average == reference.regression._average
+    assert shared.examples == reference.examples
+    assert shared._known_period == reference._known_period
