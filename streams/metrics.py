@@ -1,7 +1,10 @@
 """CPU time per stage of the worker's hot path, for benchmarks and operators.
 
-Every stage of a batch (decode, Redis, sentiment, intent, purchase models, checkpoint,
-produce) adds the CPU time of the worker's main thread it took; :meth:`Stages.flush`
+Every stage of a batch (decode, Redis, items, sentiment, intent, purchase models, the
+fold of chats and feedback, checkpoint, produce) adds the CPU time of the worker's main
+thread it took, timed where it runs without waiting (the worker runs one part of a batch
+while another waits on Redis); ``redis`` is what the others leave of a batch's CPU time:
+the Redis client's work (encoding, packing, parsing) and the event loop's; :meth:`Stages.flush`
 adds the totals to the Redis hash ``crm:metrics:stages`` (fields: the stage names in
 microseconds, and ``events``), summed over every worker of the deployment.
 Event counters (e.g. ``misrouted:<topic>``, see :mod:`crmstream.streams.routing`) are
@@ -26,6 +29,7 @@ STAGES = (
     "sentiment",
     "intent",
     "purchase_models",
+    "fold",
     "checkpoint",
     "produce",
 )
@@ -46,6 +50,8 @@ class Stages:
     def __init__(self) -> None:
         self.totals: Counter[str] = Counter()
         self.events = 0
+        #: Every microsecond ever added, never reset by :meth:`flush`.
+        self.added = 0.0
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -53,10 +59,11 @@ class Stages:
         try:
             yield
         finally:
-            self.totals[stage] += (time.thread_time_ns() - start) / 1000.0
+            self.add(stage, (time.thread_time_ns() - start) / 1000.0)
 
     def add(self, stage: str, microseconds: float) -> None:
         self.totals[stage] += microseconds
+        self.added += microseconds
 
     async def flush(self, client: aioredis.Redis) -> None:
         """Add the totals so far to ``crm:metrics:stages`` and start again from zero."""

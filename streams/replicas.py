@@ -208,16 +208,15 @@ class Replicas:
             return 0
         arrivals = {p: self._arrivals(ds, result.states) for p, ds in fresh.items()}
         states = result.states
-        with stages.timed("redis"):
-            due, pairs = await self._find_due(arrivals, states)
-            # A label of a snapshot with a stored pair needs nothing of its customer.
-            customers = {
-                d.customer_id
-                for items in due.values()
-                for d in items
-                if member(d.customer_id, d.offset) not in pairs
-            }
-            others = await self._model_states(customers - states.keys())
+        due, pairs = await self._find_due(arrivals, states)
+        # A label of a snapshot with a stored pair needs nothing of its customer.
+        customers = {
+            d.customer_id
+            for items in due.values()
+            for d in items
+            if member(d.customer_id, d.offset) not in pairs
+        }
+        others = await self._model_states(customers - states.keys())
         paired: dict[str, list[Snapshot]] = defaultdict(list)
         for name, pair in pairs.items():
             paired[name.rpartition("|")[0]].extend(pair)
