@@ -102,10 +102,21 @@ def connect(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
     'HiredisConnection'
     >>> client.connection_pool.connection_class(host="h").pack_command("SET", "k", 1.5, b"v")
     [b'*4\\r\\n$3\\r\\nSET\\r\\n$1\\r\\nk\\r\\n$3\\r\\n1.5\\r\\n$1\\r\\nv\\r\\n']
+    >>> cluster = connect("redis+cluster://127.0.0.1:1")
+    >>> [node.connection_class.__name__ for node in cluster.nodes_manager.startup_nodes.values()]
+    ['HiredisConnection']
     """
     node = cluster_url(url)
-    if node is not None:  # packs in Python: its nodes' connections are made internally
-        return RedisCluster.from_url(node, **options)
+    if node is not None:
+        cluster = RedisCluster.from_url(node, **options)
+        # The nodes' connections are made from the client's shared keyword arguments:
+        # the nodes it discovers later get the class from there, the start-up node has
+        # its own (no connection is open yet).
+        kwargs = cluster.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = _with_hiredis_packing(kwargs["connection_class"])
+        for startup in cluster.nodes_manager.startup_nodes.values():
+            startup.connection_class = kwargs["connection_class"]
+        return cluster
     pool = ConnectionPool.from_url(url, **options)
     pool.connection_class = _with_hiredis_packing(pool.connection_class)
     return aioredis.Redis(connection_pool=pool)

@@ -5,15 +5,17 @@ work across slots, and workers apply a mixed stream exactly once while a master 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from functools import partial
 
 import pytest
 
 from crmstream.models.profile import Profile
 from crmstream.streams.checkpoints import CheckpointStore
 from crmstream.streams.dev.embedded import EmbeddedCluster, EmbeddedStack
-from crmstream.streams.profiles import _SCRIPTS, Delivery, ProfileStore
-from crmstream.streams.redis_client import connect_sync
+from crmstream.streams.profiles import _SCRIPTS, Delivery, ProfileStore, retry_redis
+from crmstream.streams.redis_client import connect, connect_sync
 from crmstream.streams.sink import Output
 from tests.chaos.harness import ChaosRun, chunks, expected, full_runs, make_stream
 
@@ -72,6 +74,52 @@ async def test_checkpoints_of_partitions_in_different_slots(cluster):
     assert await store.save(states) > 0
     assert await store.load(list(range(10))) == states
     await store.close()
+
+
+async def test_after_a_master_restart_only_errors_the_worker_waits_out_surface():
+    """A restarted master closes the client's connections to it, and a client that sees
+    ``CLUSTERDOWN`` closes all of its connections, also those other tasks are writing on:
+    such a write must fail as a connection error, which :func:`retry_redis` waits out,
+    never as redis-py's internal ``AttributeError`` (which stopped a worker). The worker
+    runs Redis calls concurrently (profiles, items, checkpoints, heartbeats) as here."""
+    with EmbeddedCluster() as own:
+        client = connect(own.redis_url)
+        await client.ping()
+        nodes = client.get_nodes()
+        assert len(nodes) == 3
+        assert {node.connection_class.__name__ for node in nodes} == {"HiredisConnection"}
+        stop = asyncio.Event()
+        escaped: list[BaseException] = []
+
+        async def pipeline(task: int, step: int) -> None:
+            async with client.pipeline(transaction=False) as pipe:
+                for n in range(12):
+                    pipe.set(f"crm:{{restart-{task}-{n}}}:probe", step)
+                await pipe.execute()
+
+        async def busy(task: int) -> int:
+            step = 0
+            while not stop.is_set():
+                step += 1
+                try:
+                    await retry_redis("testing", partial(pipeline, task, step), retry_delay=0.01)
+                    key = f"crm:{{restart-{task}-{step % 12}}}:single"
+                    await retry_redis("testing", partial(client.set, key, step), retry_delay=0.01)
+                except Exception as exc:  # what escapes is the finding
+                    escaped.append(exc)
+                    await asyncio.sleep(0.01)
+            return step
+
+        tasks = [asyncio.create_task(busy(task)) for task in range(8)]
+        for round_ in range(4):
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(own.restart_node, round_ % 3)
+        await asyncio.sleep(0.3)
+        stop.set()
+        steps = await asyncio.gather(*tasks)
+        await client.aclose()
+    assert escaped == []
+    assert min(steps) > 0
 
 
 def test_a_sync_client_for_the_command_line_tools(cluster):
