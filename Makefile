@@ -61,14 +61,16 @@ lint: $(STAMP)
 
 # The mixed-stream benchmark (bench/mixed.py): a table, and bench/out/mixed.json. It ends
 # within BENCH_BUDGET minutes on 2 cores: the soak gets what the runs leave of it, up to
-# SOAK_MINUTES. First, the cost of 20 marketing rules per event (bench/rules.py, seconds)
-# and of recommendations per purchase (bench/recommend.py, half a minute).
+# SOAK_MINUTES. First, the cost of 20 marketing rules per event (bench/rules.py, seconds),
+# of recommendations per purchase (bench/recommend.py, half a minute) and of an event as
+# the customers' state ages (bench/aging.py, about two minutes).
 # The older benchmarks (bench/purchase_path.py, ...) run by hand.
 SOAK_MINUTES ?= 10
 BENCH_BUDGET ?= 15
 bench: $(STAMP)
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/recommend.py
+	$(BIN)/python bench/aging.py
 	$(BIN)/python bench/mixed.py --soak-minutes $(SOAK_MINUTES) --budget-minutes $(BENCH_BUDGET)
 
 # The fault-injection suite (tests/chaos/) with its full schedules: 100,000 events with 20
