@@ -5,9 +5,10 @@ Every purchase makes a propensity snapshot (kept with the customer, see
 one per period, and its horizon. The index is a sorted set per partition,
 ``crm:due:<partition>``, of ``<customer id>|<offset>`` members scored by the snapshot's
 day, so the snapshots whose labels fall due while the event-time clock moves from ``a``
-to ``b`` are a handful of range queries (one per period), however many customers there
-are. Adding a member is idempotent, so a replay may add it again; members whose labels
-were all learned before the last checkpoint are removed when a checkpoint is written.
+to ``b`` are a handful of range queries (one per period, run by one script call per
+partition with the batch's new snapshots), however many customers there are. Adding a
+member is idempotent, so a replay may add it again; members whose labels were all learned
+before the last checkpoint are removed when a checkpoint is written.
 
 When a customer buys again, the worker writes the pair of snapshots the labels of the
 earlier one need, that snapshot and the one of the purchase that followed it, into the
@@ -32,6 +33,31 @@ import msgspec
 import redis.asyncio as aioredis
 
 from crmstream.models.propensity import Due, PropensityModel, Snapshot
+from crmstream.streams.redis_client import LuaScript, run_pipeline
+
+#: Add a partition's new snapshots to its index, then find the members of each range of
+#: snapshot days: one call instead of a command per period and partition (thirteen with
+#: the default twelve periods), which cost the worker more than the batch's other work
+#: when batches are small. KEYS[1]: the index; ARGV[1]: how many snapshots, then that
+#: many (day, member), then (lo, hi) bounds. Replies a list of member, day, ... per range.
+_ADD_AND_FIND = LuaScript("""
+local key, n = KEYS[1], tonumber(ARGV[1])
+local i = 2
+while n > 0 do
+  local take = math.min(n, 500)
+  local args = {}
+  for j = 1, 2 * take do args[j] = ARGV[i + j - 1] end
+  redis.call('ZADD', key, unpack(args))
+  i = i + 2 * take
+  n = n - take
+end
+local out = {}
+while i < #ARGV do
+  out[#out + 1] = redis.call('ZRANGEBYSCORE', key, ARGV[i], ARGV[i + 1], 'WITHSCORES')
+  i = i + 2
+end
+return out
+""")
 
 
 def due_key(partition: int) -> str:
@@ -116,24 +142,37 @@ class DueIndex:
         partition, the labels of indexed snapshots that fall due while its model's clock
         moves over ``(after, upto]``, and the stored pairs of their snapshots; then store
         the ``pairs`` ``(customer id, (snapshot, next), last due)`` of this batch's
-        purchases. One round trip, two when labels fall due or pairs are stored."""
-        pipe = self.client.pipeline(transaction=False)
-        for partition, snapshots in added.items():
-            if snapshots:
-                pipe.zadd(due_key(partition), {member(c, o): day for c, o, day in snapshots})
-        queries: list[tuple[int, int]] = []
-        for partition, (model, after, upto) in ranges.items():
-            for period, lo, hi in model.ranges(after, upto):
-                pipe.zrangebyscore(due_key(partition), f"({lo}", hi, withscores=True)
-                queries.append((partition, period))
-        replies = await pipe.execute()
+        purchases. One round trip with a script call per partition, two when labels fall
+        due or pairs are stored."""
+        calls: list[tuple[int, list[int]]] = []  # (partition, periods of its ranges)
+        arguments: list[list[object]] = []
+        for partition in sorted(added.keys() | ranges.keys()):
+            snapshots = added.get(partition, ())
+            args: list[object] = [len(snapshots)]
+            for customer_id, offset, day in snapshots:
+                args += (day, member(customer_id, offset))
+            periods = []
+            if partition in ranges:
+                model, after, upto = ranges[partition]
+                for period, lo, hi in model.ranges(after, upto):
+                    args += (f"({lo}", hi)
+                    periods.append(period)
+            if snapshots or periods:
+                calls.append((partition, periods))
+                arguments.append(args)
+
+        def build(pipe: object) -> None:
+            for (partition, _), args in zip(calls, arguments, strict=True):
+                _ADD_AND_FIND.queue(pipe, [due_key(partition)], args)
+
+        replies = await run_pipeline(self.client, build, (_ADD_AND_FIND,)) if calls else []
         hits: dict[int, list[tuple[str, int, float]]] = {p: [] for p in ranges}
-        for (partition, period), found in zip(
-            queries, replies[-len(queries) :] if queries else [], strict=True
-        ):
-            for raw, day in found:
-                text = raw.decode() if isinstance(raw, bytes) else raw
-                hits[partition].append((text, period, day))
+        for (partition, periods), reply in zip(calls, replies, strict=True):
+            for period, found in zip(periods, reply, strict=True):
+                for n in range(0, len(found), 2):
+                    raw = found[n]
+                    text = raw.decode() if isinstance(raw, bytes) else raw
+                    hits[partition].append((text, period, float(found[n + 1])))
         # The pairs of the found snapshots (those of this batch's purchases are stored after:
         # the batch has their customers' states).
         pipe = self.client.pipeline(transaction=False)

@@ -16,12 +16,13 @@ import redis
 from faust.types import Message
 from kafka.partitioner.default import murmur2
 
-from crmstream.models.propensity import PurchasePropensity
+from crmstream.models.propensity import PropensityModel, PurchasePropensity
 from crmstream.schemas import Purchase, decode, encode
 from crmstream.streams import topics
 from crmstream.streams.app import create_app
 from crmstream.streams.due import DueIndex, Found, due_key, pair_key, pairs_key
 from crmstream.streams.ingest import ingest
+from crmstream.streams.redis_client import connect
 from crmstream.streams.replicas import Replica
 from crmstream.streams.settings import Settings
 from tests.helpers import consumed, load_profiles
@@ -171,3 +172,30 @@ def test_customers_keep_few_snapshots_and_learn_what_an_offline_replay_learns(st
         assert sum(labels.values()) > 200
         assert labels == dict(offline.labels)
         assert weights == dict(offline.hazard.regression.weights)
+
+
+async def test_the_index_finds_exactly_the_snapshots_whose_labels_fall_due(stack):
+    """One script call per partition adds a batch's snapshots (more than the script adds
+    per command) and finds each period's range: the same labels as checking every
+    snapshot's due times by hand, and nothing of a partition whose clock did not move."""
+    redis.Redis.from_url(stack.redis_url).flushdb()
+    model = PropensityModel(horizon_days=90, period_days=30, max_periods=12)
+    rng = random.Random(7)
+    snapshots = [(f"c{n}", n, round(rng.uniform(0, 400), 3)) for n in range(1300)]
+    client = connect(stack.redis_url)
+    index = DueIndex(client)
+    after, upto = 300.0, 330.5
+    found = await index.add_and_find({0: snapshots, 1: snapshots[:5]}, {0: (model, after, upto)})
+    assert await client.zcard(due_key(0)) == 1300
+    assert await client.zcard(due_key(1)) == 5
+    expected = sorted(
+        (period, day, f"c{offset}", offset)
+        for _, offset, day in snapshots
+        for period, delay in [*((k, (k + 1) * 30.0) for k in range(12)), (-1, 90.0)]
+        if after < day + delay <= upto
+    )
+    got = [(d.period, d.day, d.customer_id, d.offset) for d in found.due[0]]
+    assert sorted(got) == expected
+    assert len(got) > 100
+    assert list(found.due) == [0]
+    await client.aclose()
