@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.exceptions import (
     BusyLoadingError,
@@ -11,6 +13,7 @@ from redis.exceptions import (
     ResponseError,
     TryAgainError,
 )
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crmstream.streams.profiles import retry_redis
 from crmstream.streams.redis_client import _with_hiredis_packing
@@ -78,3 +81,71 @@ async def test_a_write_on_a_closed_connection_is_a_connection_error(error):
     with pytest.raises(ConnectionError, match="closed while writing"):
         await connection.send_packed_command([b"PING"])
     assert connection.disconnected
+
+
+class _Transport:
+    def __init__(self, buffered: int, closing: bool = False) -> None:
+        self.buffered, self.closing = buffered, closing
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class _Writer:
+    """A stream writer whose socket left ``buffered`` bytes in the transport's buffer, and
+    whose drain never ends while any are left (a server that stopped reading)."""
+
+    def __init__(self, buffered: int, closing: bool = False) -> None:
+        self.transport = _Transport(buffered, closing)
+        self.written: list[bytes] = []
+        self.drained = 0
+
+    def writelines(self, data) -> None:
+        self.written.extend(data)
+
+    async def drain(self) -> None:
+        self.drained += 1
+        if self.transport.buffered:
+            await asyncio.Event().wait()
+
+
+class _OpenConnection:
+    health_check_interval = 0
+
+    def __init__(self, writer: _Writer, socket_timeout: float = 0.05) -> None:
+        self._writer = writer
+        self.socket_timeout = socket_timeout
+        self.disconnected = False
+
+    @property
+    def is_connected(self) -> bool:
+        return self._writer is not None
+
+    async def disconnect(self, nowait: bool = False) -> None:
+        self.disconnected = True
+
+
+async def test_a_write_the_socket_takes_whole_does_not_wait():
+    writer = _Writer(buffered=0)
+    connection = _with_hiredis_packing(_OpenConnection)(writer)
+    await connection.send_packed_command([b"PING"])
+    assert (writer.written, writer.drained, connection.disconnected) == ([b"PING"], 0, False)
+
+
+async def test_a_write_the_server_does_not_take_times_out_and_drops_the_connection():
+    writer = _Writer(buffered=1 << 20)
+    connection = _with_hiredis_packing(_OpenConnection)(writer)
+    with pytest.raises(RedisTimeoutError, match="Timeout writing"):
+        await connection.send_packed_command([b"SET", b"k", b"v" * (1 << 20)])
+    assert writer.drained == 1 and connection.disconnected
+
+
+async def test_a_write_on_a_closing_connection_is_a_connection_error():
+    writer = _Writer(buffered=0, closing=True)
+    connection = _with_hiredis_packing(_OpenConnection)(writer)
+    with pytest.raises(ConnectionError, match="closing"):
+        await connection.send_packed_command([b"PING"])
+    assert writer.written == [] and connection.disconnected
