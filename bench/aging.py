@@ -7,7 +7,7 @@ batches (as the worker's timer does), and prints, per window of ``--window`` eve
 worker's CPU time per event (its thread), wall time per event, the Redis server's CPU time
 per event, and, at the window's end, the stored profiles' size and the propensity
 snapshots the customers keep. A young stream settles no delayed labels (the first fall due
-after 30 days of event time, 43,200 events); after that, the cost should stay flat.
+after 30 days of event time, 43,200 events): the windows after that add their cost.
 
     .venv/bin/python bench/aging.py [--events 120000] [--window 20000] [--json FILE]
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import statistics
 import sys
@@ -38,17 +37,10 @@ from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.ingest import ingest
 from crmstream.streams.profiles import PROFILE_FIELD, items_key, profile_key
 from crmstream.streams.settings import Settings
-from crmstream.streams.worker import GC_THRESHOLDS
+from crmstream.streams.worker import tune_gc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.helpers import consumed
-
-
-class Discard:
-    """Outputs go nowhere (the broker's part is measured by bench/mixed.py)."""
-
-    async def send(self, outputs: Any) -> None:
-        pass
+from tests.helpers import Discard, consumed  # outputs: the broker is bench/mixed.py's
 
 
 def parse_args() -> argparse.Namespace:
@@ -118,9 +110,7 @@ def main() -> int:
         _, runtime = create_app(settings, sink=Discard())
         store = redis.Redis.from_url(stack.redis_url)
         loop = asyncio.new_event_loop()
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
+        tune_gc()  # as the worker does at start-up
         cpu = wall = 0.0
         server = redis_cpu(store)
         staged = dict(runtime.stages.totals)

@@ -68,14 +68,13 @@ SECRET = b"bench"
 
 
 async def measure(redis_url: str, replica: Replica, repeats: int) -> dict[str, float]:
-    secret = SECRET
-    store = CheckpointStore(redis_url, secret)
+    store = CheckpointStore(redis_url, SECRET)
     state = replica.state()
     gc.collect()
     seal_ms, write_ms = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        blob = seal(state, secret)
+        blob = seal(state, SECRET)
         seal_ms.append((time.perf_counter() - t0) * 1000)
         t0 = time.perf_counter()
         await store.save({0: state})
@@ -111,7 +110,9 @@ def main() -> None:
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.restored:
-        replica = Replica.restore(0, open_sealed(Path(args.restored).read_bytes(), SECRET, "x"))
+        replica = Replica.restore(
+            0, open_sealed(Path(args.restored).read_bytes(), SECRET, args.restored)
+        )
         print(json.dumps(asyncio.run(measure(args.redis_url, replica, args.repeats))))
         return
     results = {}

@@ -144,8 +144,7 @@ class DueIndex:
         the ``pairs`` ``(customer id, (snapshot, next), last due)`` of this batch's
         purchases. One round trip with a script call per partition, two when labels fall
         due or pairs are stored."""
-        calls: list[tuple[int, list[int]]] = []  # (partition, periods of its ranges)
-        arguments: list[list[object]] = []
+        calls: list[tuple[int, list[int], list[object]]] = []  # partition, periods, args
         for partition in sorted(added.keys() | ranges.keys()):
             snapshots = added.get(partition, ())
             args: list[object] = [len(snapshots)]
@@ -158,16 +157,15 @@ class DueIndex:
                     args += (f"({lo}", hi)
                     periods.append(period)
             if snapshots or periods:
-                calls.append((partition, periods))
-                arguments.append(args)
+                calls.append((partition, periods, args))
 
         def build(pipe: object) -> None:
-            for (partition, _), args in zip(calls, arguments, strict=True):
+            for partition, _, args in calls:
                 _ADD_AND_FIND.queue(pipe, [due_key(partition)], args)
 
         replies = await run_pipeline(self.client, build, (_ADD_AND_FIND,)) if calls else []
         hits: dict[int, list[tuple[str, int, float]]] = {p: [] for p in ranges}
-        for (partition, periods), reply in zip(calls, replies, strict=True):
+        for (partition, periods, _), reply in zip(calls, replies, strict=True):
             for period, found in zip(periods, reply, strict=True):
                 for n in range(0, len(found), 2):
                     raw = found[n]

@@ -44,6 +44,14 @@ def consumed(
     )
 
 
+class Discard:
+    """A sink whose outputs go nowhere: for runs of the worker's batch path that check
+    state, not outputs."""
+
+    async def send(self, outputs: object) -> None:
+        pass
+
+
 def wait_until(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.2):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ from crmstream.streams.dev.embedded import EmbeddedStack
 from crmstream.streams.ingest import ingest
 from crmstream.streams.settings import Settings
 from tests.chaos.harness import full_runs
-from tests.helpers import consumed
+from tests.helpers import Discard, consumed
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -40,11 +40,6 @@ PARTITIONS = 2
 START = datetime(2026, 1, 1, tzinfo=UTC)
 CUSTOMERS = [f"k{n}" for n in range(6)]
 KINDS = {topics.PURCHASES: "orders", topics.CHATS: "messages", topics.FEEDBACK: "feedback"}
-
-
-class Discard:
-    async def send(self, outputs) -> None:
-        pass
 
 
 def partition_of(customer: str) -> int:

@@ -25,17 +25,12 @@ from crmstream.streams.ingest import ingest
 from crmstream.streams.redis_client import connect
 from crmstream.streams.replicas import Replica
 from crmstream.streams.settings import Settings
-from tests.helpers import consumed, load_profiles
+from tests.helpers import Discard, consumed, load_profiles
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
 START = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-class Discard:
-    async def send(self, outputs) -> None:
-        pass
 
 
 def purchases(seed: int) -> list[Message]:
