@@ -762,15 +762,32 @@ class PropensityModel(base.Estimator):
             return  # trimmed from the customer's state: nothing left to settle
         following = next_purchase(snapshots, due.offset, before)
         gap = following.day - snapshot.day if following is not None else math.inf
-        if due.period == HORIZON:
-            if gap > self.horizon_days:  # a purchase within it resolved it on arrival
-                self._resolve(snapshot.score, False)
+        if not self.teaches(due.period, gap):
             return
-        bought_in = gap // self.period_days
-        if bought_in < due.period:
+        if due.period == HORIZON:
+            self._resolve(snapshot.score, False)
             return
         x = customer_features(snapshot.history, due.period * self.period_days)
-        self._learn(x, bought_in == due.period)
+        self._learn(x, gap // self.period_days == due.period)
+
+    def teaches(self, period: int, gap: float) -> bool:
+        """Whether the label of ``period`` (or the horizon, ``-1``) of a snapshot whose
+        customer bought next ``gap`` days later (``inf``: not yet) teaches anything when
+        it is settled. A period after the one of the next purchase does not, nor does a
+        horizon that purchase fell within (it was resolved when the purchase arrived): for
+        a customer who buys every week, that is every label but the first period's.
+
+        Examples
+        --------
+        >>> model = PropensityModel(horizon_days=90, period_days=30, max_periods=12)
+        >>> [model.teaches(k, 45.0) for k in (0, 1, 2, HORIZON)]
+        [True, True, False, False]
+        >>> model.teaches(HORIZON, math.inf), model.teaches(11, math.inf)
+        (True, True)
+        """
+        if period == HORIZON:
+            return gap > self.horizon_days
+        return gap == math.inf or gap // self.period_days >= period
 
     def arrived(self, previous: Snapshot | None, day: float) -> None:
         """A customer whose latest snapshot was ``previous`` bought again at ``day``: that

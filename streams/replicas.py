@@ -310,12 +310,28 @@ class Replicas:
             return defaultdict(list), {}
         found = await self._due().add_and_find(added, ranges, pairs)
         out: dict[int, list[Due]] = defaultdict(list)
+        pairs_found = found.pairs
         for partition, items in found.due.items():
             first = min(a.offset for a, _ in arrivals[partition])
-            # Snapshots of this run's own purchases (and of later ones, during a replay)
-            # are scheduled by the run itself.
-            out[partition] = [d for d in items if d.offset < first]
-        return out, found.pairs
+            teaches = ranges[partition][0].teaches
+            kept = out[partition]
+            for d in items:
+                # Snapshots of this run's own purchases (and of later ones, during a
+                # replay) are scheduled by the run itself.
+                if d.offset >= first:
+                    continue
+                # A label settled with the customer's next purchase known (it arrived
+                # before this run) that would teach nothing is not scheduled at all:
+                # most labels of frequent buyers, once the stream is older than the periods.
+                pair = pairs_found.get(member(d.customer_id, d.offset))
+                if (
+                    pair is not None
+                    and pair[1].offset < first
+                    and not teaches(d.period, pair[1].day - pair[0].day)
+                ):
+                    continue
+                kept.append(d)
+        return out, pairs_found
 
     @staticmethod
     def _pairs(
