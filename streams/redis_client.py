@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import hiredis
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import NodesManager, RedisCluster
 from redis.asyncio.connection import ConnectionPool
-from redis.exceptions import DataError, NoScriptError
+from redis.exceptions import ClusterDownError, DataError, NoScriptError, RedisClusterException
 
 #: URL schemes that name a Redis Cluster (the rest of the URL as for ``redis://``).
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
@@ -125,6 +125,51 @@ def _with_hiredis_packing(cls: type) -> type:
     return _packing_classes[cls]
 
 
+#: How redis-py's cluster client begins the errors it raises while it re-reads the
+#: cluster's slots and finds them in flux (a master restarting or failing over): the
+#: moment passes, as a ``CLUSTERDOWN`` does.
+SLOTS_IN_FLUX = ("All slots are not covered", "startup_nodes could not agree")
+
+
+def guard_topology(initialize: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """``initialize`` (a cluster client's ``NodesManager.initialize``) raising the
+    :data:`SLOTS_IN_FLUX` errors as :class:`~redis.exceptions.ClusterDownError`, which the
+    worker retries with backoff (``streams.profiles.UNAVAILABLE``); redis-py raises them
+    as the base ``RedisClusterException``, as it raises mistakes in a command.
+
+    Examples
+    --------
+    >>> async def flux():
+    ...     raise RedisClusterException("All slots are not covered after query all ...")
+    >>> try:
+    ...     asyncio.run(guard_topology(flux)())
+    ... except ClusterDownError as error:
+    ...     print(error)
+    the cluster's slots are in flux: All slots are not covered after query all ...
+    """
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await initialize(*args, **kwargs)
+        except RedisClusterException as exc:
+            if str(exc).startswith(SLOTS_IN_FLUX):
+                raise ClusterDownError(f"the cluster's slots are in flux: {exc}") from exc
+            raise
+
+    return guarded
+
+
+class _GuardedNodesManager(NodesManager):
+    """redis-py's cluster topology, re-read through :func:`guard_topology` (given to a
+    client's ``nodes_manager`` by :func:`connect`; it has ``__slots__``, so its method
+    cannot be replaced on the instance)."""
+
+    __slots__ = ()
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> None:
+        await guard_topology(super().initialize)(*args, **kwargs)
+
+
 def connect(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
     """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``, or a
     cluster: ``redis+cluster://``) whose connections pack commands with hiredis;
@@ -140,6 +185,8 @@ def connect(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
     >>> cluster = connect("redis+cluster://127.0.0.1:1")
     >>> [node.connection_class.__name__ for node in cluster.nodes_manager.startup_nodes.values()]
     ['HiredisConnection']
+    >>> type(cluster.nodes_manager).__name__
+    '_GuardedNodesManager'
     """
     node = cluster_url(url)
     if node is not None:
@@ -151,6 +198,7 @@ def connect(url: str, **options: Any) -> aioredis.Redis | RedisCluster:
         kwargs["connection_class"] = _with_hiredis_packing(kwargs["connection_class"])
         for startup in cluster.nodes_manager.startup_nodes.values():
             startup.connection_class = kwargs["connection_class"]
+        cluster.nodes_manager.__class__ = _GuardedNodesManager
         return cluster
     pool = ConnectionPool.from_url(url, **options)
     pool.connection_class = _with_hiredis_packing(pool.connection_class)

@@ -10,13 +10,14 @@ from redis.exceptions import (
     ClusterDownError,
     ConnectionError,
     MasterDownError,
+    RedisClusterException,
     ResponseError,
     TryAgainError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from crmstream.streams.profiles import retry_redis
-from crmstream.streams.redis_client import _with_hiredis_packing
+from crmstream.streams.redis_client import _with_hiredis_packing, guard_topology
 
 
 def flaky(error: Exception, failures: int):
@@ -51,6 +52,29 @@ async def test_other_errors_are_raised_at_once():
     call, calls = flaky(ResponseError("WRONGTYPE Operation against a key"), failures=1)
     with pytest.raises(ResponseError, match="WRONGTYPE"):
         await retry_redis("testing", call, retry_delay=0.001)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "All slots are not covered after query all startup_nodes. 10923 of 16384 covered...",
+        "startup_nodes could not agree on a valid slots cache: 127.0.0.1:7001 vs 127.0.0.1:7002",
+    ],
+)
+async def test_a_cluster_whose_slots_are_in_flux_is_waited_out(message):
+    """redis-py re-reads the slots after a failover and raises its base cluster error when
+    a master is still missing: the guarded client raises CLUSTERDOWN instead."""
+    initialize, calls = flaky(RedisClusterException(message), failures=2)
+    assert await retry_redis("testing", guard_topology(initialize), retry_delay=0.001) == "done"
+    assert len(calls) == 3
+
+
+async def test_a_command_the_cluster_cannot_route_is_raised_at_once():
+    error = RedisClusterException("EVALSHA - all keys must map to the same key slot")
+    initialize, calls = flaky(error, failures=1)
+    with pytest.raises(RedisClusterException, match="same key slot"):
+        await retry_redis("testing", guard_topology(initialize), retry_delay=0.001)
     assert len(calls) == 1
 
 
