@@ -5,9 +5,11 @@ workload of ``bench/mixed_workload.py`` (5,000 customers, one event a minute of 
 against the embedded Redis, with the models checkpointed every ``--checkpoint-every``
 batches (as the worker's timer does), and prints, per window of ``--window`` events: the
 worker's CPU time per event (its thread), wall time per event, the Redis server's CPU time
-per event, and, at the window's end, the stored profiles' size and the propensity
-snapshots the customers keep. A young stream settles no delayed labels (the first fall due
-after 30 days of event time, 43,200 events): the windows after that add their cost.
+per event, the propensity labels learned per event (delayed labels that taught the hazard,
+and horizons resolved), and, at the window's end, the stored profiles' size and the
+propensity snapshots the customers keep. A young stream settles no delayed labels (the
+first fall due after 30 days of event time, 43,200 events): the windows after that add
+their cost.
 
     .venv/bin/python bench/aging.py [--events 120000] [--window 20000] [--json FILE]
 """
@@ -88,6 +90,16 @@ def profiles(store: redis.Redis, customers: list[str]) -> dict[str, Any]:
     }
 
 
+def labels_learned(runtime: Any) -> int:
+    """The propensity labels the worker's models have learned so far (all partitions):
+    the delayed labels that taught the hazard, and the horizons resolved."""
+    total = 0
+    for partition in runtime.replicas.partitions:
+        model = runtime.replicas[partition].models.purchases.propensity
+        total += sum(model.labels.values()) + sum(model.outcomes.values())
+    return total
+
+
 def main() -> int:
     args = parse_args()
     console = Console(stderr=True)
@@ -114,6 +126,7 @@ def main() -> int:
         cpu = wall = 0.0
         server = redis_cpu(store)
         staged = dict(runtime.stages.totals)
+        learned = 0
         done = 0
         for n, start in enumerate(range(0, args.events, args.batch), 1):
             batch = messages[start : start + args.batch]
@@ -127,8 +140,10 @@ def main() -> int:
             if done % args.window == 0 or done == args.events:
                 now = redis_cpu(store)
                 window = done - (rows[-1]["events"] if rows else 0)
+                labels = labels_learned(runtime)
                 row = {
                     "events": done,
+                    "labels_per_event": (labels - learned) / window,
                     "cpu_us": 1e6 * cpu / window,
                     "wall_us": 1e6 * wall / window,
                     "redis_us": 1e6 * (now - server) / window,
@@ -139,6 +154,7 @@ def main() -> int:
                     },
                 }
                 staged = dict(runtime.stages.totals)
+                learned = labels
                 rows.append(row)
                 stages = ", ".join(
                     f"{name} {us:.0f}"
@@ -154,8 +170,8 @@ def main() -> int:
         loop.run_until_complete(runtime.checkpoints.close())
         loop.close()
     table = Table(title="worker cost per event as the state ages (in-process, real Redis)")
-    columns = ("events to", "CPU µs", "wall µs", "Redis µs", "profile B", "max B", "snapshots")
-    for name in (*columns, "activity days", "item state B"):
+    columns = ("events to", "CPU µs", "wall µs", "Redis µs", "labels", "profile B", "max B")
+    for name in (*columns, "snapshots", "activity days", "item state B"):
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(
@@ -163,6 +179,7 @@ def main() -> int:
             f"{row['cpu_us']:.0f}",
             f"{row['wall_us']:.0f}",
             f"{row['redis_us']:.0f}",
+            f"{row['labels_per_event']:.2f}",
             f"{row['profile_bytes_busiest_500']:,.0f}",
             f"{row['profile_bytes_max']:,}",
             f"{row['snapshots_mean']:.1f} (max {row['snapshots_max']})",
