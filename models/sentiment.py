@@ -25,9 +25,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from river import compose, feature_extraction, linear_model, optim, preprocessing
+from river import compose, feature_extraction, preprocessing
 from river.feature_extraction import vectorize
 
+from crmstream.models.hashed_regression import HashedLogisticRegression
 from crmstream.models.vader import load_fast_vader, vader_lexicon_path
 
 if TYPE_CHECKING:
@@ -125,37 +126,9 @@ def log_counts(counts: dict[str, float]) -> dict[str, float]:
     return {word: math.log1p(count) for word, count in counts.items()}
 
 
-#: Hash buckets of the word features: the classifier's weights never outnumber them. After
-#: 50,000 texts of a long-tailed stream a model pickles to about 1.7 MB (``bench/sentiment.py``);
-#: 2**18 buckets made it 6 MB for no measurable gain in macro F1.
+#: Hash buckets of the word features: the classifier's weights never outnumber them (two
+#: arrays of this many floats, 1 MB). 2**18 buckets gave no measurable gain in macro F1.
 N_FEATURES = 2**16
-
-
-class FusedAdaGrad(optim.AdaGrad):
-    """River's AdaGrad with its per-feature loop tightened: the step size is read once per
-    update (River reads its ``learning_rate`` property, a scheduler call, for every
-    feature) and the squared-gradient sum once per feature. The same arithmetic in the
-    same order, so the same weights float for float, and about a third less time per
-    update of the sentiment classifier (``tests/unit/test_sentiment.py``).
-
-    Examples
-    --------
-    >>> from collections import defaultdict
-    >>> fused, river = FusedAdaGrad(lr=0.1), optim.AdaGrad(lr=0.1)
-    >>> w1, w2 = defaultdict(float, a=0.5), defaultdict(float, a=0.5)
-    >>> for g in ({"a": 0.3, "b": -1.0}, {"a": -0.2}):
-    ...     _ = fused.step(w1, g), river.step(w2, g)
-    >>> w1 == w2, fused.n_iterations
-    (True, 2)
-    """
-
-    def _step_with_dict(self, w: Any, g: Any) -> Any:
-        rate, eps, g2 = self.learning_rate, self.eps, self.g2
-        for i, gi in g.items():
-            total = g2[i] + gi**2
-            g2[i] = total
-            w[i] -= rate / (total + eps) ** 0.5 * gi
-        return w
 
 
 def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
@@ -166,7 +139,10 @@ def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
     words a shop's customers invent), are joined with the VADER features of
     :func:`text_features` and fed to a logistic regression trained by AdaGrad: its
     per-feature step sizes suit sparse text, and unlike Adam its cost per update does not
-    grow with the vocabulary.
+    grow with the vocabulary. Its weights are flat arrays of ``n_features`` slots
+    (:class:`~crmstream.models.hashed_regression.HashedLogisticRegression`: River's
+    arithmetic, 1 MB at 2**16 buckets from the start instead of hash maps growing to about
+    12 MB); a checkpoint written with River's own regression keeps it.
     This was chosen on held-out parts of the *training* data of the fine-food and VADER
     Amazon review sets (``crmstream datasets sentiment``), against naive Bayes, TF-IDF and
     other step sizes.
@@ -187,7 +163,7 @@ def text_classifier(n_features: int = N_FEATURES) -> compose.Pipeline:
     vader = compose.Select("vader", "vader_pos", "vader_neg")
     return compose.Pipeline(
         compose.TransformerUnion(vader, words),
-        linear_model.LogisticRegression(optimizer=FusedAdaGrad(lr=0.1)),
+        HashedLogisticRegression(n_features=n_features, lr=0.1),
     )
 
 

@@ -6,6 +6,7 @@ import pytest
 from river.checks import check_estimator
 
 from crmstream.models.anomaly import FlatHalfSpaceTrees, PurchaseAnomaly
+from crmstream.models.hashed_regression import HashedLogisticRegression
 from crmstream.models.propensity import AveragedLogisticRegression, PeriodHazard
 from crmstream.models.segments import CustomerSegments
 
@@ -17,6 +18,7 @@ from crmstream.models.segments import CustomerSegments
         AveragedLogisticRegression(),
         PurchaseAnomaly(),
         CustomerSegments(),
+        HashedLogisticRegression(n_features=2**10),
     ],
     ids=lambda e: type(e).__name__,
 )

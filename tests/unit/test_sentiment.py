@@ -7,10 +7,8 @@ import socket
 
 import nltk
 import pytest
-from river import linear_model, optim
 
 from crmstream.models.sentiment import (
-    FusedAdaGrad,
     SentimentModel,
     load_vader,
     rating_label,
@@ -130,35 +128,6 @@ def test_scores_stay_in_range():
     model = taught()
     for text in OTHER_TEXTS + SHOP_NEGATIVE + SHOP_POSITIVE:
         assert -1.0 <= model.score(text) <= 1.0
-
-
-def river_adagrad_classifier():
-    """The classifier as River builds it, with River's own AdaGrad (and its older
-    checkpoints hold)."""
-    pipeline = text_classifier()
-    steps = pipeline.steps
-    last = next(reversed(steps))
-    assert isinstance(steps[last].optimizer, FusedAdaGrad)
-    steps[last] = linear_model.LogisticRegression(optimizer=optim.AdaGrad(lr=0.1))
-    return pipeline
-
-
-def test_the_fused_adagrad_learns_exactly_what_rivers_does():
-    texts = SHOP_NEGATIVE + SHOP_POSITIVE + OTHER_TEXTS + UNSEEN_NEGATIVE + UNSEEN_POSITIVE
-    models = [
-        SentimentModel(holdout_size=5, min_evidence=3, refresh_every=5, classifier=factory)
-        for factory in (text_classifier, river_adagrad_classifier)
-    ]
-    for round_ in range(15):
-        for n, text in enumerate(texts):
-            for model in models:
-                model.learn(f"{text} {round_}", positive=(n + round_) % 3 != 0)
-    fused, river = (model._regression() for model in models)
-    assert fused.weights == river.weights
-    assert len(fused.weights) > 100
-    assert fused.intercept == river.intercept != 0.0
-    assert dict(fused.optimizer.g2) == dict(river.optimizer.g2)
-    assert [models[0].score(t) for t in texts] == [models[1].score(t) for t in texts]
 
 
 def test_a_restored_copy_predicts_exactly_as_the_original():

@@ -162,7 +162,8 @@ def test_the_state_stays_bounded_on_a_long_tailed_stream():
         words = " ".join(f"w{rng.randrange(10**9)}" for _ in range(30))
         model.learn(("crisp " if i % 2 else "smashed ") + words * 5, positive=bool(i % 2))
     regression = list(model._pipeline.steps.values())[-1]
-    assert len(regression._weights) <= 2**10 + 3  # hashed words and VADER's three scores
+    assert len(regression.weights) == 2**10  # hashed words
+    assert sorted(regression.named) == ["vader", "vader_neg", "vader_pos"]  # and VADER's scores
     assert all(len(kept) <= 20 for kept in model._holdout.values())
     assert all(len(kept) <= 16 for kept in model._replay.values())
     kept_texts = (*model._holdout.values(), *model._replay.values())
