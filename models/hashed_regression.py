@@ -7,6 +7,8 @@ long-tailed stream they fill up to all ``n_features`` buckets, about 12 MB per m
 checkpoint. :class:`HashedLogisticRegression` keeps both in ``array('d')`` of
 ``n_features`` slots from the start (1 MB at 2^16), which pickles as two byte strings.
 Features that are not bucket numbers (VADER's scores, by name) keep dictionary weights.
+A pickle (a checkpoint) holds only the buckets in use while fewer than a third are, so a
+young model's checkpoint stays small.
 
 The arithmetic is River's, step for step: the log loss's gradient from River's own
 ``Log`` loss, the intercept moved by ``intercept_lr`` times it, then AdaGrad on each
@@ -19,6 +21,7 @@ from __future__ import annotations
 from array import array
 from typing import Any
 
+import numpy as np
 from river import base, optim
 from river.utils.math import sigmoid
 
@@ -75,6 +78,35 @@ class HashedLogisticRegression(base.Classifier):
     @property
     def _multiclass(self) -> bool:
         return False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        weights = np.frombuffer(self.weights, dtype=np.float64)
+        sums = np.frombuffer(self.g2, dtype=np.float64)
+        used = np.flatnonzero((weights != 0.0) | (sums != 0.0))
+        if 3 * used.size < self.n_features:  # 20 bytes a used bucket instead of 16 a bucket
+            state["weights"] = (
+                used.astype("<i4").tobytes(),
+                weights[used].astype("<f8").tobytes(),
+                sums[used].astype("<f8").tobytes(),
+            )
+            state["g2"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state["weights"], tuple):  # only the buckets in use
+            used, weights, sums = (
+                np.frombuffer(raw, dtype=kind)
+                for raw, kind in zip(state["weights"], ("<i4", "<f8", "<f8"), strict=True)
+            )
+            dense = np.zeros((2, state["n_features"]), dtype=np.float64)
+            dense[0, used], dense[1, used] = weights, sums
+            state = {
+                **state,
+                "weights": array("d", dense[0].tobytes()),
+                "g2": array("d", dense[1].tobytes()),
+            }
+        self.__dict__.update(state)
 
     def _raw(self, x: dict[Any, float]) -> float:
         weights, named, n = self.weights, self.named, self.n_features

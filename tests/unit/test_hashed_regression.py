@@ -54,24 +54,37 @@ def test_its_state_does_not_grow_with_what_it_learns():
     sizes = []
     for n, (x, y) in enumerate(stream(3, 4000, 2**10), 1):
         model.learn_one(x, y)
-        if n in (10, 4000):
+        if n in (2000, 4000):
             sizes.append(len(pickle.dumps(model)))
-    # the same but for the count of updates and the dictionary of named features' values
+        assert len(model.weights) == len(model.g2) == 2**10
+    # every bucket in use from early on: the same but for the count of updates
     assert abs(sizes[0] - sizes[1]) <= 8
     assert sizes[1] < 2 * 8 * 2**10 + 2000
 
 
-def test_a_restored_copy_predicts_and_learns_as_the_original():
+@pytest.mark.parametrize("learned", [0, 3, 200])  # none, a few buckets (sparse), most
+def test_a_restored_copy_predicts_and_learns_as_the_original(learned):
     model = HashedLogisticRegression(n_features=2**8)
     examples = stream(4, 400, 2**8)
-    for x, y in examples[:200]:
+    for x, y in examples[:learned]:
         model.learn_one(x, y)
     copy = pickle.loads(pickle.dumps(model))
-    for x, y in examples[200:]:
+    assert copy.weights == model.weights and copy.g2 == model.g2
+    for x, y in examples[learned:]:
         model.learn_one(x, y)
         copy.learn_one(x, y)
-    assert copy.weights == model.weights and copy.named == model.named
+    assert copy.weights == model.weights and copy.g2 == model.g2 and copy.named == model.named
     assert copy.intercept == model.intercept
+
+
+def test_a_young_models_pickle_holds_only_the_buckets_in_use():
+    model = HashedLogisticRegression(n_features=2**16)
+    assert len(pickle.dumps(model)) < 2_000
+    for x, y in stream(5, 20, 2**16):
+        model.learn_one(x, y)
+    used = sum(1 for w in model.weights if w)
+    assert 0 < used <= 20 * 25
+    assert len(pickle.dumps(model)) < 2_000 + 20 * used
 
 
 def test_a_feature_outside_the_buckets_gets_a_named_weight():
