@@ -58,11 +58,8 @@ def stream(texts: list[tuple[str, bool]], n: int, seed: int = 1) -> Iterator[tup
 
 def weights(model: SentimentModel) -> int:
     """The weights the classifier has learned (buckets touched, and named features)."""
-    regression = list(model._pipeline.steps.values())[-1]
-    named = getattr(regression, "named", None)
-    if named is not None:  # HashedLogisticRegression: flat arrays of every bucket
-        return sum(1 for weight in regression.weights if weight) + len(named)
-    return len(regression._weights)
+    regression = list(model._pipeline.steps.values())[-1]  # flat arrays of every bucket
+    return sum(1 for weight in regression.weights if weight) + len(regression.named)
 
 
 def time_scores(model: SentimentModel, texts: list[str]) -> float:
