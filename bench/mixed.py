@@ -293,7 +293,8 @@ class Bench:
         say(
             f"soak: RSS {rss_end:.0f} MB at the end; applied {consumed_rate:,.0f} events/s at "
             f"{cpu_us:,.0f} µs CPU/event; alert p50 {latency['p50']:,.0f} ms, p99 "
-            f"{latency['p99']:,.0f} ms; {behind:,} events behind 20 s after publishing"
+            f"{latency['p99']:,.0f} ms; {behind:,} events behind 20 s after publishing; CPU "
+            f"busy {busy} (the broker's grows with the events it stores: see the README)"
         )
         return {
             "minutes": seconds / 60,
