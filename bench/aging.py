@@ -6,10 +6,11 @@ against the embedded Redis, with the models checkpointed every ``--checkpoint-ev
 batches (as the worker's timer does), and prints, per window of ``--window`` events: the
 worker's CPU time per event (its thread), wall time per event, the Redis server's CPU time
 per event, the propensity labels learned per event (delayed labels that taught the hazard,
-and horizons resolved), and, at the window's end, the stored profiles' size and the
-propensity snapshots the customers keep. A young stream settles no delayed labels (the
-first fall due after 30 days of event time, 43,200 events): the windows after that add
-their cost.
+and horizons resolved), and, at the window's end, the process's resident memory, the
+stored profiles' size and the propensity snapshots the customers keep. The events are
+built before the first window, so the resident memory's growth is the worker's state. A
+young stream settles no delayed labels (the first fall due after 30 days of event time,
+43,200 events): the windows after that add their cost.
 
     .venv/bin/python bench/aging.py [--events 120000] [--window 20000] [--json FILE]
 """
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import psutil
 import redis
 from kafka.partitioner.default import murmur2
 from mixed_workload import MixedWorkload, load_pools
@@ -147,6 +149,7 @@ def main() -> int:
                     "cpu_us": 1e6 * cpu / window,
                     "wall_us": 1e6 * wall / window,
                     "redis_us": 1e6 * (now - server) / window,
+                    "rss_mb": psutil.Process().memory_info().rss / 2**20,
                     **profiles(store, busiest),
                     "stages_us": {
                         stage: (total - staged.get(stage, 0.0)) / window
@@ -170,7 +173,8 @@ def main() -> int:
         loop.run_until_complete(runtime.checkpoints.close())
         loop.close()
     table = Table(title="worker cost per event as the state ages (in-process, real Redis)")
-    columns = ("events to", "CPU µs", "wall µs", "Redis µs", "labels", "profile B", "max B")
+    columns = ("events to", "CPU µs", "wall µs", "Redis µs", "labels", "RSS MB", "profile B")
+    columns = (*columns, "max B")
     for name in (*columns, "snapshots", "activity days", "item state B"):
         table.add_column(name, justify="right")
     for row in rows:
@@ -180,6 +184,7 @@ def main() -> int:
             f"{row['wall_us']:.0f}",
             f"{row['redis_us']:.0f}",
             f"{row['labels_per_event']:.2f}",
+            f"{row['rss_mb']:,.0f}",
             f"{row['profile_bytes_busiest_500']:,.0f}",
             f"{row['profile_bytes_max']:,}",
             f"{row['snapshots_mean']:.1f} (max {row['snapshots_max']})",
@@ -190,7 +195,8 @@ def main() -> int:
     first, last = rows[0], rows[-1]
     print(
         f"last window / first window: CPU {last['cpu_us'] / first['cpu_us']:.2f}x, "
-        f"wall {last['wall_us'] / first['wall_us']:.2f}x"
+        f"wall {last['wall_us'] / first['wall_us']:.2f}x; resident memory "
+        f"{first['rss_mb']:,.0f} -> {last['rss_mb']:,.0f} MB"
     )
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": None}, "rows": rows}))
