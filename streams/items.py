@@ -36,6 +36,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from crmstream.models.customer_state import PURCHASE
 from crmstream.models.profile import Profile
@@ -59,64 +60,90 @@ ScriptCall = tuple[list[str], list[Any]]
 #: purchases updates each in one call and the popular items are read at once.
 BUCKETS = 64
 
-# KEYS[1] the bucket's hash (marks, n), KEYS[2] its items' counts (sorted set), KEYS[3..]
-# the neighbours' sorted sets of the items of this call. ARGV[1] the cap of a neighbours'
-# set, then per input partition: its name (topic:partition), its number of events, and per
-# event in offset order: offset, the increment of n, the number m of items, and per item:
-# its name, the index of its neighbours' key in KEYS (0: none), its increment, the number
-# p of neighbours and p neighbour/increment pairs.
-_ADD = """
-local cap = tonumber(ARGV[1])
-local total = 0
-local changed = 0
-local touched = {}
-local i = 2
-while i <= #ARGV do
-  local field = 'o:' .. ARGV[i]
-  local events = tonumber(ARGV[i + 1])
-  i = i + 2
-  local last = tonumber(redis.call('HGET', KEYS[1], field) or '-1')
-  local top = last
-  for _ = 1, events do
-    local offset = tonumber(ARGV[i])
-    local apply = offset > top
-    if apply then
-      total = total + tonumber(ARGV[i + 1])
-      top = offset
-    end
-    local m = tonumber(ARGV[i + 2])
-    i = i + 3
-    for _ = 1, m do
-      local k = tonumber(ARGV[i + 1])
-      local p = tonumber(ARGV[i + 3])
+# The update of one bucket, as a Lua function: its keys are KEYS[kb + 1 ..], its arguments
+# ARGV[ab + 1 .. ab + n]. KEYS[kb + 1] the bucket's hash (marks, n), KEYS[kb + 2] its items'
+# counts (sorted set), KEYS[kb + 3 ..] the neighbours' sorted sets of the items of this
+# call. Arguments: the cap of a neighbours' set, then per input partition: its name
+# (topic:partition), its number of events, and per event in offset order: offset, the
+# increment of n, the number m of items, and per item: its name, the index of its
+# neighbours' key among the call's keys (0: none), its increment, the number p of
+# neighbours and p neighbour/increment pairs.
+_ADD_FUNCTION = """
+local function add(kb, ab, n)
+  local cap = tonumber(ARGV[ab + 1])
+  local total = 0
+  local changed = 0
+  local touched = {}
+  local i = ab + 2
+  while i <= ab + n do
+    local field = 'o:' .. ARGV[i]
+    local events = tonumber(ARGV[i + 1])
+    i = i + 2
+    local last = tonumber(redis.call('HGET', KEYS[kb + 1], field) or '-1')
+    local top = last
+    for _ = 1, events do
+      local offset = tonumber(ARGV[i])
+      local apply = offset > top
       if apply then
-        redis.call('ZINCRBY', KEYS[2], ARGV[i + 2], ARGV[i])
-        for j = i + 4, i + 2 + 2 * p, 2 do
-          redis.call('ZINCRBY', KEYS[k], ARGV[j + 1], ARGV[j])
-        end
-        if p > 0 then
-          touched[k] = true
-        end
+        total = total + tonumber(ARGV[i + 1])
+        top = offset
       end
-      i = i + 4 + 2 * p
+      local m = tonumber(ARGV[i + 2])
+      i = i + 3
+      for _ = 1, m do
+        local k = tonumber(ARGV[i + 1])
+        local p = tonumber(ARGV[i + 3])
+        if apply then
+          redis.call('ZINCRBY', KEYS[kb + 2], ARGV[i + 2], ARGV[i])
+          for j = i + 4, i + 2 + 2 * p, 2 do
+            redis.call('ZINCRBY', KEYS[kb + k], ARGV[j + 1], ARGV[j])
+          end
+          if p > 0 then
+            touched[kb + k] = true
+          end
+        end
+        i = i + 4 + 2 * p
+      end
+    end
+    if top ~= last then
+      redis.call('HSET', KEYS[kb + 1], field, top)
+      changed = 1
     end
   end
-  if top ~= last then
-    redis.call('HSET', KEYS[1], field, top)
-    changed = 1
+  if total > 0 then
+    redis.call('HINCRBYFLOAT', KEYS[kb + 1], 'n', total)
   end
-end
-if total > 0 then
-  redis.call('HINCRBYFLOAT', KEYS[1], 'n', total)
-end
-for k in pairs(touched) do
-  if redis.call('ZCARD', KEYS[k]) > cap + math.floor(cap / 2) then
-    redis.call('ZREMRANGEBYRANK', KEYS[k], 0, -(cap + 1))
+  for key in pairs(touched) do
+    if redis.call('ZCARD', KEYS[key]) > cap + math.floor(cap / 2) then
+      redis.call('ZREMRANGEBYRANK', KEYS[key], 0, -(cap + 1))
+    end
   end
+  return changed
+end
+"""
+
+# One bucket's call: KEYS and ARGV are the bucket's (see _ADD_FUNCTION).
+_ADD = _ADD_FUNCTION + "return add(0, 0, #ARGV)\n"
+_ADD_SCRIPT = LuaScript(_ADD)
+
+# Several buckets' calls in one, for one Redis server (a cluster needs one call per bucket:
+# each has its own hash tag). ARGV[1] the number of calls c, then per call the number of
+# its keys and of its arguments; then every call's arguments in turn. KEYS: every call's
+# keys in turn. Each call runs as it would alone, so the marks are the same.
+_ADD_MANY = (
+    _ADD_FUNCTION
+    + """local calls = tonumber(ARGV[1])
+local changed = 0
+local kb, ab = 0, 1 + 2 * calls
+for c = 1, calls do
+  local nk, na = tonumber(ARGV[2 * c]), tonumber(ARGV[2 * c + 1])
+  changed = changed + add(kb, ab, na)
+  kb, ab = kb + nk, ab + na
 end
 return changed
 """
-_ADD_SCRIPT = LuaScript(_ADD)
+)
+_ADD_MANY_SCRIPT = LuaScript(_ADD_MANY)
 
 
 def bucket_of(name: str) -> int:
@@ -166,8 +193,10 @@ class ItemStore:
         popular_ttl: float = 5.0,
         item_ttl: float = 30.0,
         cached_items: int = 50_000,
+        batch_scripts: bool | None = None,
     ) -> None:
         self.redis_url = redis_url
+        self._batch_scripts = batch_scripts
         self.params = params
         self.popular_ttl = popular_ttl
         self.item_ttl = item_ttl
@@ -181,6 +210,14 @@ class ItemStore:
         if self._client is None:
             self._client = connect(self.redis_url, decode_responses=True)
         return self._client
+
+    @property
+    def batched(self) -> bool:
+        """Whether a batch's buckets are counted in one script call (on one server, not
+        a cluster; ``batch_scripts`` decides when given)."""
+        if self._batch_scripts is None:
+            self._batch_scripts = not isinstance(self.client, RedisCluster)
+        return self._batch_scripts
 
     async def close(self) -> None:
         if self._client is not None:
@@ -287,15 +324,33 @@ class ItemStore:
 
     async def send(self, calls: Sequence[ScriptCall]) -> int:
         """Send script calls of :meth:`calls` in one round trip (safe to repeat: each
-        bucket's marks skip what it counted); returns how many were sent."""
+        bucket's marks skip what it counted); returns how many buckets' calls were sent.
+
+        On one Redis server they go as one script call (:attr:`batched`): a batch of 50
+        events touched about 45 buckets, 45 of the 73 commands it sent to Redis.
+        """
         if not calls:
             return 0
+        if self.batched and len(calls) > 1:
+            keys = [key for call_keys, _ in calls for key in call_keys]
+            args: list[Any] = [len(calls)]
+            for call_keys, call_args in calls:
+                args.extend((len(call_keys), len(call_args)))
+            for _, call_args in calls:
+                args.extend(call_args)
+            merged = [(keys, args)]
 
-        def build(pipe: Any) -> None:
-            for keys, args in calls:
-                _ADD_SCRIPT.queue(pipe, keys, args)
+            def build(pipe: Any) -> None:
+                _ADD_MANY_SCRIPT.queue(pipe, *merged[0])
 
-        await run_pipeline(self.client, build, [_ADD_SCRIPT])
+            await run_pipeline(self.client, build, [_ADD_MANY_SCRIPT])
+            return len(calls)
+
+        def build_each(pipe: Any) -> None:
+            for call_keys, call_args in calls:
+                _ADD_SCRIPT.queue(pipe, call_keys, call_args)
+
+        await run_pipeline(self.client, build_each, [_ADD_SCRIPT])
         return len(calls)
 
     def calls(self, deliveries: Sequence[Delivery[Any]]) -> list[ScriptCall]:

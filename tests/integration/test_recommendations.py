@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -17,6 +18,7 @@ from crmstream.streams import topics
 from crmstream.streams.cli import main
 from crmstream.streams.datasets.completejourney import load_lines
 from crmstream.streams.items import ItemStore, bucket_keys, bucket_of, neighbours_key
+from crmstream.streams.profiles import Delivery
 from crmstream.streams.tools.backfill import to_basket_purchases
 from tests.integration.conftest import Feeder, make_app
 
@@ -146,3 +148,71 @@ async def test_without_co_occurrence_only_counts_are_kept(stack):
     assert not any(r.reason.startswith("bought with") for r in top)
     await runtime.profiles.close()
     await runtime.items.close()
+
+
+async def dump_items(redis_url: str) -> dict[str, object]:
+    """Every item statistics key of a database and its content."""
+    store = ItemStore(redis_url)
+    try:
+        client = store.client
+        out: dict[str, object] = {}
+        async for key in client.scan_iter(match="crm:items:*"):
+            if await client.type(key) == "hash":
+                out[key] = await client.hgetall(key)
+            else:
+                out[key] = await client.zrange(key, 0, -1, withscores=True)
+        return out
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+async def test_one_call_for_all_buckets_counts_as_a_call_per_bucket(stack, seed):
+    """On one Redis server a batch's buckets are counted in one script call: the same
+    counts and marks as one call per bucket (what a cluster needs), redeliveries included."""
+    rng = random.Random(seed)
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+    skus = [f"sku-{n}" for n in range(60)]
+    deliveries = []
+    offsets = {0: 0, 1: 0}
+    for n in range(120):
+        partition = rng.randrange(2)
+        items = [Item(sku=sku) for sku in rng.sample(skus, rng.randint(1, 6))]
+        purchase = Purchase(
+            event_id=f"one-{seed}-{n}",
+            customer_id=f"c{rng.randrange(20)}",
+            occurred_at=at + timedelta(hours=n),
+            amount=5.0,
+            items=items,
+        )
+        deliveries.append(
+            Delivery(
+                topics.PURCHASES,
+                partition,
+                offsets[partition],
+                purchase.customer_id,
+                purchase.event_id,
+                purchase,
+            )
+        )
+        offsets[partition] += 1
+    # Batches as the worker sends them, the second overlapping the first (a redelivery).
+    batches = [deliveries[:50], deliveries[30:90], deliveries[90:]]
+    dumps = []
+    for db, batched in ((1, True), (2, False)):
+        url = f"{stack.redis_url.removesuffix('/0')}/{db}"
+        store = ItemStore(url, batch_scripts=batched)
+        try:
+            calls = [await store.learn(batch) for batch in batches]
+        finally:
+            await store.close()
+        assert min(calls) > 1  # several buckets per batch: the merged path was taken
+        dumps.append(await dump_items(url))
+    merged, per_bucket = dumps
+    assert len(per_bucket) > 60
+    assert merged == per_bucket
+    # and every purchase counted once
+    stored = await redis_stats(f"{stack.redis_url.removesuffix('/0')}/1", skus)
+    assert_counted_once(
+        {k: v for k, v in stored.items() if v[0] > 0}, [d.record for d in deliveries]
+    )
