@@ -173,9 +173,11 @@ def main() -> int:
         loop.run_until_complete(runtime.checkpoints.close())
         loop.close()
     table = Table(title="worker cost per event as the state ages (in-process, real Redis)")
-    columns = ("events to", "CPU µs", "wall µs", "Redis µs", "labels", "RSS MB", "profile B")
-    columns = (*columns, "max B")
-    for name in (*columns, "snapshots", "activity days", "item state B"):
+    columns = (
+        *("events to", "CPU µs", "wall µs", "Redis µs", "labels", "RSS MB", "profile B"),
+        *("max B", "snapshots", "activity days", "item state B"),
+    )
+    for name in columns:
         table.add_column(name, justify="right")
     for row in rows:
         table.add_row(

@@ -144,12 +144,8 @@ class BenchStack:
                 if topic in counts:
                     counts[topic] += int(value)
             return counts
-        customers = workload.customers + [
-            workload.probe_customer(k) for k in range(1, workload.probes + 1)
-        ]
         totals = self._sum(
-            keys=[profile_key(c) for c in customers],
-            args=[PROFILE_JSON_FIELD, *PROFILE_COUNTERS.values()],
+            keys=profile_keys(workload), args=[PROFILE_JSON_FIELD, *PROFILE_COUNTERS.values()]
         )
         return dict(zip(PROFILE_COUNTERS, (int(t) for t in totals), strict=True))
 
@@ -158,10 +154,7 @@ class BenchStack:
         ``EXISTS`` over the customers' profiles, far cheaper than :meth:`applied`)."""
         if kind == "faust":
             return sum(self.applied(kind, group, workload).values()) > 0
-        customers = workload.customers + [
-            workload.probe_customer(k) for k in range(1, workload.probes + 1)
-        ]
-        return bool(self.store.exists(*(profile_key(c) for c in customers)))
+        return bool(self.store.exists(*profile_keys(workload)))
 
     def lag(self, group: str) -> int:
         """Events on the input topics past the offsets ``group`` has committed (crmstream
@@ -186,6 +179,14 @@ class BenchStack:
     def reset_profiles(self) -> None:
         """Forget all crmstream state (profiles, checkpoints, stage counters) between runs."""
         self.store.flushdb()
+
+
+def profile_keys(workload: MixedWorkload) -> list[str]:
+    """The profile keys of every customer ``workload`` has published for, probes included."""
+    customers = workload.customers + [
+        workload.probe_customer(k) for k in range(1, workload.probes + 1)
+    ]
+    return [profile_key(c) for c in customers]
 
 
 @dataclass
@@ -331,6 +332,10 @@ def drain(
     done_at: dict[str, float] = {}
     rate_guess = 1000.0
     deadline = t0 + timeout
+    # Few polls while far from the end, fine ones near it. Counting crmstream's profiles
+    # holds Redis for a few milliseconds per thousand customers, so its polls are at least
+    # FINE_POLL apart: the end it sees is at most that late.
+    fine = 0.02 if running.kind == "faust" else FINE_POLL
     while len(done_at) < len(targets):
         counts = stack.applied(running.kind, running.group, workload)
         now = time.perf_counter()
@@ -346,10 +351,6 @@ def drain(
         if progressed > 0:
             rate_guess = progressed / max(now - t0, 1e-3)
         remaining = sum(targets.values()) - sum(counts.values())
-        # Few polls while far from the end, fine ones near it. Counting crmstream's
-        # profiles holds Redis for a few milliseconds per thousand customers, so its
-        # polls are at least FINE_POLL apart: the end it sees is at most that late.
-        fine = 0.02 if running.kind == "faust" else FINE_POLL
         time.sleep(min(1.0, max(fine, remaining / rate_guess / 4)))
     end = max(done_at.values())
     cpu = [b - a for a, b in zip(cpu0, running.cpu_seconds(), strict=True)]

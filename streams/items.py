@@ -331,26 +331,21 @@ class ItemStore:
         """
         if not calls:
             return 0
+        script, queued = _ADD_SCRIPT, calls
         if self.batched and len(calls) > 1:
-            keys = [key for call_keys, _ in calls for key in call_keys]
             args: list[Any] = [len(calls)]
             for call_keys, call_args in calls:
                 args.extend((len(call_keys), len(call_args)))
             for _, call_args in calls:
                 args.extend(call_args)
-            merged = [(keys, args)]
+            keys = [key for call_keys, _ in calls for key in call_keys]
+            script, queued = _ADD_MANY_SCRIPT, [(keys, args)]
 
-            def build(pipe: Any) -> None:
-                _ADD_MANY_SCRIPT.queue(pipe, *merged[0])
+        def build(pipe: Any) -> None:
+            for keys, args in queued:
+                script.queue(pipe, keys, args)
 
-            await run_pipeline(self.client, build, [_ADD_MANY_SCRIPT])
-            return len(calls)
-
-        def build_each(pipe: Any) -> None:
-            for call_keys, call_args in calls:
-                _ADD_SCRIPT.queue(pipe, call_keys, call_args)
-
-        await run_pipeline(self.client, build_each, [_ADD_SCRIPT])
+        await run_pipeline(self.client, build, [script])
         return len(calls)
 
     def calls(self, deliveries: Sequence[Delivery[Any]]) -> list[ScriptCall]:
