@@ -51,6 +51,7 @@ from crmstream.schemas import (
     decode,
 )
 from crmstream.streams import topics
+from crmstream.streams.batching import gather
 from crmstream.streams.deadletter import deadletter
 from crmstream.streams.items import ScriptCall
 from crmstream.streams.profiles import ApplyResult, Delivery, retry_redis
@@ -387,13 +388,14 @@ async def apply(
 def input_agent(app: faust.App, runtime: Runtime) -> faust.types.AgentT:
     """Define the agent of the input topics: batches of events through :func:`ingest`.
 
-    One actor per worker (``concurrency=1``) keeps each partition's events in order. The
-    agent yields a :class:`BatchSummary` per batch.
+    One actor per worker (``concurrency=1``) keeps each partition's events in order. A batch
+    is every event that has arrived, up to ``CRM_BATCH_SIZE`` (see
+    :mod:`crmstream.streams.batching`). The agent yields a :class:`BatchSummary` per batch.
     """
     settings = runtime.settings
 
     async def events(stream: faust.StreamT) -> AsyncIterator[BatchSummary]:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait):
+        async for batch in gather(stream, settings.batch_size, settings.batch_wait):
             yield await ingest(runtime, [event.message for event in batch])
 
     return app.agent(runtime.input_topics(app), name="events", concurrency=1)(events)

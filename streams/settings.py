@@ -107,13 +107,15 @@ class Settings(BaseSettings):
     """``CRM_SESSION_TIMEOUT``: consumer session timeout in seconds (a dead worker's partitions
     move after this long)."""
     batch_size: int = Field(500, ge=1)
-    """``CRM_BATCH_SIZE``: most events an agent handles in one Redis round trip."""
+    """``CRM_BATCH_SIZE``: most events in one batch (one Redis round trip per step)."""
     fetch_max_wait: float = Field(0.02, gt=0, le=5)
     """``CRM_FETCH_MAX_WAIT``: longest a consumer fetch waits for data, seconds (bounds the
     latency on brokers that hold fetches; Apache Kafka answers as soon as data arrives)."""
-    batch_wait: float = Field(0.01, gt=0)
-    """``CRM_BATCH_WAIT``: seconds an agent waits to fill a batch (bounds added latency;
-    under load batches fill to ``CRM_BATCH_SIZE`` before it passes)."""
+    batch_wait: float = Field(0.1, gt=0)
+    """``CRM_BATCH_WAIT``: longest a batch's first event waits while more keep arriving, in
+    seconds. A batch is handed over as soon as it holds every event that has arrived (a
+    lone event goes at once), or ``CRM_BATCH_SIZE`` of them; see
+    ``streams/batching.py``."""
     dedupe_window: float = Field(7 * 24 * 3600.0, gt=0)
     """``CRM_DEDUPE_WINDOW``: seconds an event id is remembered to drop re-sent duplicates."""
     currency: str = Field("USD", pattern="^[A-Z]{3}$")
