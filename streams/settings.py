@@ -112,9 +112,9 @@ class Settings(BaseSettings):
     """``CRM_FETCH_MAX_WAIT``: longest a consumer fetch waits for data, seconds (bounds the
     latency on brokers that hold fetches; Apache Kafka answers as soon as data arrives)."""
     batch_wait: float = Field(0.1, gt=0)
-    """``CRM_BATCH_WAIT``: longest a batch's first event waits while more keep arriving, in
-    seconds. A batch is handed over as soon as it holds every event that has arrived (a
-    lone event goes at once), or ``CRM_BATCH_SIZE`` of them; see
+    """``CRM_BATCH_WAIT``: longest the worker waits for a batch, in seconds, before it takes
+    the events there are. A batch is handed over as soon as it holds every event that has
+    arrived (a lone event goes at once), or ``CRM_BATCH_SIZE`` of them; see
     ``streams/batching.py``."""
     dedupe_window: float = Field(7 * 24 * 3600.0, gt=0)
     """``CRM_DEDUPE_WINDOW``: seconds an event id is remembered to drop re-sent duplicates."""

@@ -89,15 +89,43 @@ def test_a_batch_gets_what_arrived_while_the_previous_one_was_handled():
 
 
 def test_max_wait_ends_gathering_while_events_keep_waiting():
+    async def run() -> list[list[int]]:
+        app = _app()
+        channel, stream = _agent_stream(app)
+
+        async def slow(value):  # moving an event into the batch takes 5 ms
+            await asyncio.sleep(0.005)
+            return value
+
+        stream.add_processor(slow)
+        for offset in range(100):
+            await channel.put(_event(app, offset))
+        return await _offsets(gather(stream, 500, max_wait=0.05), 100)
+
+    batches = asyncio.run(run())
+    # 100 events at 5 ms each: without the bound, one batch of 100 after half a second.
+    assert len(batches) >= 3
+    assert max(map(len, batches)) < 60
+    assert [o for b in batches for o in b] == list(range(100))
+
+
+def test_a_batch_is_handed_over_when_the_events_behind_it_are_dropped():
+    # After a rebalance (or at a stop) Faust drops the events still queued from the old
+    # assignment: they never reach the batch, and the batch must not wait for them.
     async def run() -> list[int]:
         app = _app()
         channel, stream = _agent_stream(app)
-        for offset in range(200):
+        for offset in range(3):
             await channel.put(_event(app, offset))
-        # max_wait 0: every event is a batch of its own although more are waiting.
-        return [len(b) for b in await _offsets(gather(stream, 500, max_wait=0.0), 5)]
+        for offset in range(3, 6):
+            stale = _event(app, offset)
+            stale.message.generation_id = app.consumer_generation_id - 1
+            await channel.put(stale)
+        batches = gather(stream, 500, max_wait=0.2)
+        first = await asyncio.wait_for(batches.__anext__(), 5.0)
+        return [event.message.offset for event in first]
 
-    assert asyncio.run(run()) == [1, 1, 1, 1, 1]
+    assert asyncio.run(run()) == [0, 1, 2]
 
 
 def test_events_are_acknowledged_after_their_batch_not_before():
