@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,10 @@ _PR_SET_PDEATHSIG = 1
 
 class EmbeddedStackError(RuntimeError):
     """The embedded broker or store could not be started."""
+
+
+class ServerExited(EmbeddedStackError):
+    """A server exited while it was starting (e.g. its port was taken)."""
 
 
 def free_port() -> int:
@@ -74,13 +79,34 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str, timeo
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise EmbeddedStackError(f"{name} exited with code {process.returncode} at start")
+            raise ServerExited(f"{name} exited with code {process.returncode} at start")
         with socket.socket() as sock:
             sock.settimeout(0.2)
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
     raise EmbeddedStackError(f"{name} did not accept connections on port {port} in {timeout}s")
+
+
+def _answers_as(port: int, pid: int, timeout: float = 2.0) -> bool:
+    """Whether the Redis server on ``port`` is process ``pid``: its ``INFO server`` says
+    so within ``timeout`` seconds (one plain request, no client retries)."""
+    request = b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
+    found = re.compile(rb"\r\nprocess_id:(\d+)\r\n")
+    reply = b""
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(request)
+            while (match := found.search(reply)) is None:
+                sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return False
+                reply += chunk
+    except OSError:  # includes timeouts
+        return False
+    return int(match.group(1)) == pid
 
 
 class EmbeddedStack:
@@ -108,6 +134,9 @@ class EmbeddedStack:
         #: TLS-terminating proxy in front of it.
         self.advertised_kafka_port = advertised_kafka_port or self.kafka_port
         self.redis_port = redis_port or free_port()
+        # Ports chosen here can be taken by another process between free_port() and the
+        # server's bind; start() then tries again with new ones.
+        self._chosen = (not kafka_port, not advertised_kafka_port, not redis_port)
         self.start_timeout = start_timeout
         #: Whether Redis keeps an append-only file (``appendfsync everysec``), so that it
         #: keeps its data across :meth:`restart_store`, as a production server does.
@@ -135,8 +164,29 @@ class EmbeddedStack:
         """The environment variables that point a crmstream process at this stack."""
         return {"CRM_KAFKA_URL": self.kafka_url, "CRM_REDIS_URL": self.redis_url}
 
-    def start(self) -> EmbeddedStack:
-        """Start both servers and return when both accept connections."""
+    def start(self, attempts: int = 3) -> EmbeddedStack:
+        """Start both servers and return when both accept connections.
+
+        A server that exits at once, on a port this stack chose, most likely lost the port
+        to another process (``free_port`` cannot hold it): the stack tries again with new
+        ports, up to ``attempts`` times in all.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._start()
+            except ServerExited:
+                if attempt == attempts or not any(self._chosen):
+                    raise
+            kafka, advertised, redis_ = self._chosen
+            if kafka:
+                self.kafka_port = free_port()
+            if advertised:
+                self.advertised_kafka_port = self.kafka_port
+            if redis_:
+                self.redis_port = free_port()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _start(self) -> EmbeddedStack:
         self.workdir = Path(tempfile.mkdtemp(prefix="crmstream-stack-"))
         try:
             broker = self._spawn(
@@ -157,6 +207,11 @@ class EmbeddedStack:
             _wait_for_port(
                 self.redis_port, self._store, "store (valkey-server)", self.start_timeout
             )
+            # Something answers on both ports; make sure it is these servers.
+            if not _answers_as(self.redis_port, self._store.pid):
+                raise ServerExited(f"store (valkey-server): port {self.redis_port} was taken")
+            if broker.poll() is not None:
+                raise ServerExited(f"broker (tansu) exited with code {broker.returncode} at start")
         except BaseException:
             self.stop()
             raise

@@ -15,7 +15,7 @@ import pytest
 import redis
 from kafka import KafkaAdminClient
 
-from crmstream.streams.dev.embedded import EmbeddedStack, free_port
+from crmstream.streams.dev.embedded import EmbeddedStack, ServerExited, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +134,17 @@ def test_stack_takes_the_standard_port_only_when_it_is_free():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         assert standard_port(busy.getsockname()[1]) == 0
+
+
+def test_a_port_taken_before_the_server_binds_it_is_chosen_again():
+    stack = EmbeddedStack()
+    taken = stack.redis_port
+    with socket.socket() as holder:  # another process got the chosen port first
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        with stack:
+            assert stack.redis_port != taken
+            assert redis.Redis.from_url(stack.redis_url).ping()
+        # A port the caller asked for is not changed: the error says which server failed.
+        with pytest.raises(ServerExited, match="store"):
+            EmbeddedStack(redis_port=taken).start()
