@@ -108,6 +108,13 @@ class WorkerMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.batch_events = Histogram(
+            "crm_batch_events",
+            "Input events per batch (a batch holds what arrived while the previous one was "
+            "processed, up to CRM_BATCH_SIZE)",
+            buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
         #: Next offset to process per input (topic, partition), after the last batch.
         self.positions: dict[tuple[str, int], int] = {}
         self.last_batch = time.monotonic()
@@ -143,6 +150,7 @@ class WorkerMetrics:
             elif output.topic == topics.TIER_CHANGES and output.value:
                 self.tier_changes.labels(_decode_tier(output.value).to_tier).inc()
         self.batch_seconds.observe(seconds)
+        self.batch_events.observe(len(messages))
         self.last_batch = time.monotonic()
         self._progress_dirty = True
 

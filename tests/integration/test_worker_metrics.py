@@ -108,6 +108,12 @@ def test_metrics_count_what_was_published_and_health_follows_progress(stack, sta
             == 1
         )
         assert value(found, "crm_batch_seconds_count") >= 1
+        # Every input event was in exactly one batch.
+        batches = value(found, "crm_batch_events_count")
+        assert batches == value(found, "crm_batch_seconds_count")
+        assert value(found, "crm_batch_events_sum") == sum(
+            v for k, v in found.items() if k[0] == "crm_events_total"
+        )
         lags = {k: v for k, v in found.items() if k[0] == "crm_consumer_lag"}
         assert lags and set(lags.values()) == {0.0}
         assert any(k[0] == "crm_anomaly_rate" for k in found)
