@@ -40,7 +40,8 @@ from crmstream.streams.redis_client import LuaScript, run_pipeline
 #: the default twelve periods), which cost the worker more than the batch's other work
 #: when batches are small. KEYS[1]: the index; ARGV[1]: how many snapshots, then that
 #: many (day, member), then (lo, hi) bounds. Replies a list of member, day, ... per range.
-_ADD_AND_FIND = LuaScript("""
+_ADD_AND_FIND = LuaScript(
+    """
 local key, n = KEYS[1], tonumber(ARGV[1])
 local i = 2
 while n > 0 do
@@ -57,7 +58,9 @@ while i < #ARGV do
   i = i + 2
 end
 return out
-""")
+""",
+    packed=True,
+)
 
 
 def due_key(partition: int) -> str:

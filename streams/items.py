@@ -124,7 +124,7 @@ end
 
 # One bucket's call: KEYS and ARGV are the bucket's (see _ADD_FUNCTION).
 _ADD = _ADD_FUNCTION + "return add(0, 0, #ARGV)\n"
-_ADD_SCRIPT = LuaScript(_ADD)
+_ADD_SCRIPT = LuaScript(_ADD, packed=True)
 
 # Several buckets' calls in one, for one Redis server (a cluster needs one call per bucket:
 # each has its own hash tag). ARGV[1] the number of calls c, then per call the number of
@@ -143,7 +143,7 @@ end
 return changed
 """
 )
-_ADD_MANY_SCRIPT = LuaScript(_ADD_MANY)
+_ADD_MANY_SCRIPT = LuaScript(_ADD_MANY, packed=True)
 
 
 def bucket_of(name: str) -> int:

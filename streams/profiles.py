@@ -127,8 +127,8 @@ _READ_MANY = _READ_ONE + _for_each_customer("read(kb, nkeys, a + 1, nargs)")
 _COMMIT_ONE = """
 local function commit(kb, nkeys, ab)
   local profile = KEYS[kb + 1]
-  local version = redis.call('HGET', profile, '_v') or '0'
-  if version ~= ARGV[ab + 1] then
+  local version = tonumber(redis.call('HGET', profile, '_v') or '0')
+  if version ~= tonumber(ARGV[ab + 1]) then
     return 0
   end
   local now = tonumber(ARGV[ab + 2])
@@ -144,7 +144,7 @@ local function commit(kb, nkeys, ab)
   end
   local i = ab + 5 + n
   local m = tonumber(ARGV[i])
-  local fields = {'_v', tostring(tonumber(version) + 1)}
+  local fields = {'_v', tostring(version + 1)}
   for j = i + 1, i + 2 * m do
     fields[#fields + 1] = ARGV[j]
   end
@@ -190,10 +190,12 @@ _COMMIT = _COMMIT_ONE + "return commit(0, #KEYS, 0)\n"
 # list of the customers' 1 (written) or 0 (their version moved: read and fold again).
 _COMMIT_MANY = _COMMIT_ONE + _for_each_customer("commit(kb, nkeys, a + 1)")
 
-_READ_SCRIPT = LuaScript(_READ)
-_COMMIT_SCRIPT = LuaScript(_COMMIT)
-_READ_MANY_SCRIPT = LuaScript(_READ_MANY)
-_COMMIT_MANY_SCRIPT = LuaScript(_COMMIT_MANY)
+# Their arguments are sent packed (see crmstream.streams.redis_client): a batch's commit
+# takes a few dozen per customer.
+_READ_SCRIPT = LuaScript(_READ, packed=True)
+_COMMIT_SCRIPT = LuaScript(_COMMIT, packed=True)
+_READ_MANY_SCRIPT = LuaScript(_READ_MANY, packed=True)
+_COMMIT_MANY_SCRIPT = LuaScript(_COMMIT_MANY, packed=True)
 _SCRIPTS = (_READ_SCRIPT, _COMMIT_SCRIPT, _READ_MANY_SCRIPT, _COMMIT_MANY_SCRIPT)
 
 #: The most customers one script call reads or writes on a single server: a call runs
@@ -401,7 +403,7 @@ def _lesson_args(state: CustomerModelState, read: dict[str, int] | None = None) 
         if read is not None and read.get(kind) == floor:
             floor = ""
         if kind == PURCHASE:
-            members = [(x.offset, _encode_lesson(x)) for x in state.lessons]
+            members = [(x.offset, _encode_lesson(x).decode()) for x in state.lessons]
         else:
             members = [(o, str(o)) for k, o in state.marks if k == kind]
         args.extend((floor, len(members)))
@@ -417,7 +419,7 @@ def _history_args(history: History, limits: HistoryLimits) -> list[Any]:
     for kind in HISTORY_KINDS:
         entries = getattr(history, kind)
         args.extend((getattr(limits, kind), len(entries)))
-        args.extend(_encode_entry(entry) for entry in entries)
+        args.extend(_encode_entry(entry).decode() for entry in entries)
     return args
 
 
@@ -756,7 +758,7 @@ class ProfileStore:
             keys.extend(history_keys(plan.customer_id))
             if plan.items_loaded:
                 keys.append(items_key(plan.customer_id))
-                args.append(_encode_items(plan.profile.items))
+                args.append(_encode_items(plan.profile.items).decode())
             calls.append((keys, args))
         applied = [p.customer_id for p in plans if p.applied_ids]
         batched = self.batched
