@@ -1,11 +1,11 @@
 """The bare Faust worker that ``bench/mixed.py`` compares crmstream with.
 
 One agent over the three input topics, like crmstream's, with the same batching
-(``stream.take_events(CRM_BATCH_SIZE, within=CRM_BATCH_WAIT)``), fetch wait
-(``CRM_FETCH_MAX_WAIT``), session timeout and heartbeat; per batch it only counts the
-events into the Redis hash ``bench:faust:<CRM_APP_ID>:counts`` (field
-``<topic>:<partition>``) with one pipeline of ``HINCRBY``, one per topic partition in the
-batch. No decoding, no state, no output: what is left is Faust, the Kafka client and one
+(``stream.take_events(CRM_BATCH_SIZE, within=CRM_BATCH_WAIT)``), fetch wait and size
+(``CRM_FETCH_MAX_WAIT``, ``CRM_FETCH_PARTITION_BYTES``), session timeout and heartbeat;
+per batch it only counts the events into the Redis hash
+``bench:faust:<CRM_APP_ID>:counts`` (field ``<topic>:<partition>``) with one pipeline of
+``HINCRBY``, one per topic partition in the batch. No decoding, no state, no output: what is left is Faust, the Kafka client and one
 Redis round trip per batch.
 
     CRM_KAFKA_URL=... CRM_REDIS_URL=... python bench/faust_baseline.py
@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.fetch_partition_bytes,
         web_enabled=False,
     )
     app.transport = transport_for(app, settings.fetch_max_wait)

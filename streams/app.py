@@ -74,6 +74,7 @@ def create_app(
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=settings.fetch_partition_bytes,
         # An error that escapes an agent (bad input never does: it is dead-lettered) stops
         # the worker rather than restarting the agent past the batch in hand: the process
         # supervisor restarts it and Kafka redelivers from the last committed offset.

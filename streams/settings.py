@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     fetch_max_wait: float = Field(0.02, gt=0, le=5)
     """``CRM_FETCH_MAX_WAIT``: longest a consumer fetch waits for data, seconds (bounds the
     latency on brokers that hold fetches; Apache Kafka answers as soon as data arrives)."""
+    fetch_partition_bytes: int = Field(128 * 1024, ge=1024)
+    """``CRM_FETCH_PARTITION_BYTES``: most bytes one consumer fetch takes of one partition
+    (Kafka's ``max.partition.fetch.bytes``; a larger record batch still comes whole). Fetched
+    records wait in the worker's memory until it processes them, so this bounds what a worker
+    that is behind its input holds: about this much per input partition it owns."""
     batch_wait: float = Field(0.1, gt=0)
     """``CRM_BATCH_WAIT``: longest the worker waits for a batch, in seconds, before it takes
     the events there are. A batch is handed over as soon as it holds every event that has

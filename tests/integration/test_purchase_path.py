@@ -152,3 +152,24 @@ def test_purchases_apply_exactly_once_and_replay_changes_nothing(stack, start_wo
     replayed_records, replayed = tier_changes()
     assert len(replayed_records) == len(records)
     assert replayed == observed
+
+
+def test_a_record_batch_larger_than_the_partition_fetch_size_is_still_applied(stack, start_worker):
+    """``CRM_FETCH_PARTITION_BYTES`` bounds what a fetch takes of a partition, but a record
+    batch larger than it comes whole (the consumer would otherwise never get past it)."""
+    distinct, _ = make_purchases(seed=11)
+    distinct = distinct[:400]
+    bootstrap = [stack.kafka_url.removeprefix("kafka://")]
+    with start_worker(fetch_partition_bytes="1024") as worker:
+        # One producer batch of up to 64 kB per partition, each many times the fetch size.
+        with Publisher(bootstrap, linger_ms=500, batch_size=65536) as publisher:
+            for purchase in distinct:
+                publisher.publish(topics.PURCHASES, purchase)
+            publisher.flush()
+        customers = {p.customer_id for p in distinct}
+
+        def applied() -> int:
+            return sum(p.orders for p in profiles(stack.redis_url, customers).values() if p)
+
+        wait_until(lambda: applied() == len(distinct), 90, "every purchase to be applied")
+        assert worker.stop() == 0, worker.log()[-3000:]

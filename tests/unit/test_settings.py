@@ -190,3 +190,12 @@ def test_tier_policy_rejects_thresholds_out_of_order(monkeypatch, silver, gold, 
     settings = Settings()  # each threshold is valid on its own
     with pytest.raises(ValueError, match="silver < gold < platinum"):
         settings.tier_policy()
+
+
+def test_the_partition_fetch_size_reaches_the_kafka_consumer():
+    from crmstream.streams.app import create_app
+
+    app, _ = create_app(Settings(fetch_partition_bytes=65536), agents=None)
+    assert app.conf.consumer_max_fetch_size == 65536
+    app, _ = create_app(Settings(), agents=None)
+    assert app.conf.consumer_max_fetch_size == 128 * 1024
