@@ -5,8 +5,8 @@ One agent over the three input topics, like crmstream's, with the same batching
 (``CRM_FETCH_MAX_WAIT``, ``CRM_FETCH_PARTITION_BYTES``), session timeout and heartbeat;
 per batch it only counts the events into the Redis hash
 ``bench:faust:<CRM_APP_ID>:counts`` (field ``<topic>:<partition>``) with one pipeline of
-``HINCRBY``, one per topic partition in the batch. No decoding, no state, no output: what is left is Faust, the Kafka client and one
-Redis round trip per batch.
+``HINCRBY``, one per topic partition in the batch. No decoding, no state, no output:
+what is left is Faust, the Kafka client and one Redis round trip per batch.
 
     CRM_KAFKA_URL=... CRM_REDIS_URL=... python bench/faust_baseline.py
 """
