@@ -252,11 +252,9 @@ class LuaScript:
         self.source = f"{_UNPACK_ARGV}\n{source}" if packed else source
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
 
-    def args(self, args: Sequence[Any]) -> list[Any]:
+    def args(self, args: Sequence[Any]) -> Sequence[Any]:
         """The arguments as sent: ``args`` itself, or one MessagePack array of them."""
-        if self.packed:
-            return [_pack_args(args)]
-        return list(args)
+        return [_pack_args(args)] if self.packed else args
 
     def queue(self, pipe: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Add a call to ``pipe`` (a pipeline, not yet executed)."""
